@@ -1,0 +1,32 @@
+# The README's commands. `make test` works on a fresh machine: it installs what is missing
+# (cached outside the repo, keyed by version), then runs unit and integration tests.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+
+.PHONY: all build test tools testenv testenv-down lint fmt crds bench demo
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## Obtain the control plane, Azurite and the SDK oracles (slow only the first time).
+tools:
+	hack/tools.sh
+
+test: tools
+	source hack/env.sh && $(CARGO) test --all-targets --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+crds:
+	$(CARGO) run --quiet -- crd > crds/sasgrant.yaml
+
+bench:
+	$(CARGO) bench

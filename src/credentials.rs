@@ -1,0 +1,1 @@
+//! Reading the account key from the referenced Secret.

@@ -1,0 +1,13 @@
+//! sas-operator: signs Azure Storage shared access signatures into Kubernetes Secrets and
+//! keeps them fresh. Everything lives in this library; `main.rs` only dispatches.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod credentials;
+pub mod error;
+pub mod reconcile;
+pub mod sas;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Reconcile: read -> decide (pure) -> apply -> requeue.
