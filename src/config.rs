@@ -3,7 +3,11 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "sas-operator", version, about = "Signs Azure Storage SAS tokens into Kubernetes Secrets and rotates them")]
+#[command(
+    name = "sas-operator",
+    version,
+    about = "Signs Azure Storage SAS tokens into Kubernetes Secrets and rotates them"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,13 +32,22 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct RunConfig {
     /// Log format.
-    #[arg(long, env = "SAS_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SAS_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log filter (tracing-subscriber EnvFilter syntax).
     #[arg(long, env = "SAS_OPERATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Namespace to watch; repeat or comma-separate for several. Empty: all namespaces.
-    #[arg(long = "namespace", env = "SAS_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        env = "SAS_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub namespaces: Vec<String>,
     /// How long start times are backdated to absorb clock skew.
     #[arg(long, env = "SAS_OPERATOR_CLOCK_SKEW", default_value = "15m", value_parser = crate::crd::parse_duration)]

@@ -1,11 +1,293 @@
-//! The SasGrant custom resource.
+//! The `SasGrant` custom resource: what to sign, with which key, into which Secret.
+//!
+//! Validation that the API server can enforce lives here as schema patterns and CEL rules, so
+//! `kubectl apply` rejects a bad grant before the controller ever sees it.
 
+use kube::{CustomResource, CustomResourceExt, KubeSchema, core::Duration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Letters any resource kind accepts; the controller checks the letters per kind.
+const PERMISSION_PATTERN: &str = "^[rwdxylacupftimeo]+$";
+/// A Go-style duration such as `8h`, `90m`, `1h30m`.
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+pub const DEFAULT_VALIDITY: &str = "8h";
+pub const DEFAULT_KEY_NAME: &str = "key1";
+
+/// A grant of a shared access signature, signed into a Secret and re-signed before it expires.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sas-operator.io",
+    version = "v1alpha1",
+    kind = "SasGrant",
+    namespaced,
+    shortname = "sasg",
+    doc = "A grant of an Azure Storage shared access signature, kept fresh in a Secret",
+    status = "SasGrantStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Resource",
+        type_ = "string",
+        json_path = ".status.resourceKind"
+    ),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.secretName",
+        priority = "1"
+    ),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.validity) ? self.validity : '8h')"
+).message("renewBefore must be shorter than validity (default validity 8h)"))]
+#[serde(rename_all = "camelCase")]
+pub struct SasGrantSpec {
+    pub storage_account: StorageAccount,
+    pub resource: GrantResource,
+    /// Permission letters, in any order; the signer emits Azure's canonical order.
+    #[schemars(pattern(PERMISSION_PATTERN))]
+    pub permissions: String,
+    /// Token lifetime, a Go-style duration between 1m and 8760h (365d). Default 8h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('8760h')")
+        .message("validity must be between 1m and 8760h (365d)"))]
+    pub validity: Option<String>,
+    /// Re-sign this long before expiry. Default: a third of validity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("renewBefore must be positive"))]
+    pub renew_before: Option<String>,
+    /// `https` (default) or `https,http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<GrantProtocol>,
+    /// An IP address or range (`a.b.c.d` or `a.b.c.d-e.f.g.h`) the token is restricted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Signed version `sv`. Default: the newest version the signer proves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub version: Option<String>,
+    /// A stored access policy id (`si`) on the container, share, queue or table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_access_policy: Option<String>,
+    /// Encryption scope (`ses`) for blob and account SAS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSecret>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAccount {
+    /// Storage account name.
+    #[schemars(pattern(r"^[a-z0-9]{3,24}$"))]
+    pub name: String,
+    /// A Secret in the grant's own namespace that holds the account key.
+    pub key_secret_ref: KeySecretRef,
+    /// Service endpoints; default `https://{name}.{service}.core.windows.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// Names a key in a Secret of the grant's namespace. There is deliberately no namespace field:
+/// a grant can only use a key its own namespace can read.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySecretRef {
+    #[x_kube(validation = Rule::new("self != ''").message("keySecretRef.name must not be empty"))]
+    pub name: String,
+    /// Key within the Secret's data. Default `key1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// Exactly one resource kind.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "[has(self.account), has(self.container), has(self.blob), has(self.directory), has(self.share), has(self.file), has(self.queue), has(self.table)].filter(x, x).size() == 1"
+).message("exactly one of account, container, blob, directory, share, file, queue, table must be set"))]
+pub struct GrantResource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<NamedResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<NamedResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NamedResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableResource>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountResource {
+    /// Service letters of `bqtf`.
+    #[schemars(pattern(r"^[bqtf]+$"))]
+    pub services: String,
+    /// Resource type letters of `sco`.
+    #[schemars(pattern(r"^[sco]+$"))]
+    pub resource_types: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NamedResource {
+    pub name: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.snapshot) && has(self.versionId))")
+    .message("set at most one of snapshot and versionId"))]
+pub struct BlobResource {
+    pub container: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DirectoryResource {
+    pub container: String,
+    pub path: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FileResource {
+    pub share: String,
+    pub path: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TableResource {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_rk: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantProtocol {
+    #[serde(rename = "https")]
+    Https,
+    #[serde(rename = "https,http")]
+    HttpsAndHttp,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSecret {
+    /// Name of the Secret to write. Default: the grant's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// What the controller last observed and did. Never holds a token or a key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SasGrantStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<GrantCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The resource kind granted (account, container, blob, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// RFC 3339 expiry of the token in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// RFC 3339 time of the next scheduled re-signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<String>,
+    /// A short hash of the current token, so a change is visible without exposing the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The CRD as YAML, as committed under `crds/`.
 pub fn crd_yaml() -> String {
-    String::new()
+    let crd = SasGrant::crd();
+    let json = serde_json::to_value(&crd).expect("a CRD always serializes");
+    let mut yaml = String::from(
+        "# Generated by `sas-operator crd`; do not edit. `make crds` regenerates it.\n",
+    );
+    yaml.push_str(&serde_saphyr::to_string(&json).expect("a CRD always serializes to YAML"));
+    yaml
 }
 
 /// Parses a Go-style duration such as `8h`, `90m`, `1h30m`, `45s`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let _ = text;
-    Err("todo".into())
+    let parsed: Duration = text
+        .parse()
+        .map_err(|err| format!("invalid duration {text:?}: {err}"))?;
+    if parsed.is_negative() {
+        return Err(format!("invalid duration {text:?}: must not be negative"));
+    }
+    Ok(parsed.into())
 }

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod error;
+pub mod metrics;
 pub mod reconcile;
 pub mod sas;
 pub mod telemetry;

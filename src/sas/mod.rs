@@ -9,16 +9,39 @@ use jiff::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     /// Account SAS. `services`: letters of `bqtf`; `resource_types`: letters of `sco` (any order).
-    Account { services: String, resource_types: String },
-    Container { container: String },
+    Account {
+        services: String,
+        resource_types: String,
+    },
+    Container {
+        container: String,
+    },
     /// `snapshot` gives sr=bs, `version_id` sr=bv; both absent: sr=b. At most one of them.
-    Blob { container: String, blob: String, snapshot: Option<String>, version_id: Option<String> },
+    Blob {
+        container: String,
+        blob: String,
+        snapshot: Option<String>,
+        version_id: Option<String>,
+    },
     /// sr=d; `sdd` is derived from the number of path segments.
-    Directory { container: String, path: String },
-    Share { share: String },
-    File { share: String, path: String },
-    Queue { queue: String },
-    Table { table: String, key_range: TableKeyRange },
+    Directory {
+        container: String,
+        path: String,
+    },
+    Share {
+        share: String,
+    },
+    File {
+        share: String,
+        path: String,
+    },
+    Queue {
+        queue: String,
+    },
+    Table {
+        table: String,
+        key_range: TableKeyRange,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,12 +82,12 @@ pub struct ResponseHeaders {
 /// Fields only a user delegation SAS carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DelegationExtras {
-    pub authorized_user_object_id: Option<String>,   // saoid
+    pub authorized_user_object_id: Option<String>, // saoid
     pub unauthorized_user_object_id: Option<String>, // suoid
-    pub correlation_id: Option<String>,              // scid
-    pub delegated_user_object_id: Option<String>,    // sduoid
-    pub request_headers: Vec<(String, String)>,      // srh
-    pub request_query: Vec<(String, String)>,        // srq
+    pub correlation_id: Option<String>,            // scid
+    pub delegated_user_object_id: Option<String>,  // sduoid
+    pub request_headers: Vec<(String, String)>,    // srh
+    pub request_query: Vec<(String, String)>,      // srq
 }
 
 /// Everything that goes into one SAS except the key.

@@ -1,0 +1,346 @@
+//! Pure: turns a `SasGrant` spec into what the signer and the Secret writer need.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::crd::{
+    DEFAULT_KEY_NAME, DEFAULT_VALIDITY, GrantProtocol, GrantResource, SasGrantSpec, parse_duration,
+};
+use crate::error::Error;
+use crate::sas::{self, Protocol, Resource, SasParams, Service, TableKeyRange};
+
+/// A grant's spec, resolved: defaults applied, durations parsed, one resource chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantPlan {
+    pub resource: Resource,
+    /// `account`, `container`, `blob`, ... (for status and printer columns).
+    pub resource_kind: &'static str,
+    pub validity: Duration,
+    pub renew_before: Duration,
+    pub key_secret: String,
+    pub key_name: String,
+    pub target_secret: String,
+}
+
+impl GrantPlan {
+    pub fn from_spec(grant_name: &str, spec: &SasGrantSpec) -> Result<Self, Error> {
+        let (resource, resource_kind) = resource_of(&spec.resource)?;
+        let validity = duration_field(
+            "validity",
+            spec.validity.as_deref().unwrap_or(DEFAULT_VALIDITY),
+        )?;
+        if validity < Duration::from_secs(60) || validity > Duration::from_secs(365 * 24 * 3600) {
+            return Err(Error::InvalidGrant(
+                "validity must be between 1m and 8760h (365d)".into(),
+            ));
+        }
+        let renew_before = match spec.renew_before.as_deref() {
+            Some(text) => duration_field("renewBefore", text)?,
+            None => validity / 3,
+        };
+        if renew_before.is_zero() || renew_before >= validity {
+            return Err(Error::InvalidGrant(
+                "renewBefore must be positive and shorter than validity".into(),
+            ));
+        }
+        let target_secret = spec
+            .target
+            .as_ref()
+            .and_then(|target| target.secret_name.clone())
+            .unwrap_or_else(|| grant_name.to_string());
+        Ok(GrantPlan {
+            resource,
+            resource_kind,
+            validity,
+            renew_before,
+            key_secret: spec.storage_account.key_secret_ref.name.clone(),
+            key_name: spec
+                .storage_account
+                .key_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| DEFAULT_KEY_NAME.into()),
+            target_secret,
+        })
+    }
+
+    /// The signer's input for a token valid from `now - backdate` to `now + validity`.
+    pub fn sas_params(
+        &self,
+        spec: &SasGrantSpec,
+        now: Timestamp,
+        backdate: Duration,
+    ) -> Result<SasParams, Error> {
+        let start = now
+            .checked_sub(signed(backdate)?)
+            .map_err(|_| Error::InvalidGrant("start time out of range".into()))?;
+        let expiry = now
+            .checked_add(signed(self.validity)?)
+            .map_err(|_| Error::InvalidGrant("expiry out of range".into()))?;
+        Ok(SasParams {
+            account_name: spec.storage_account.name.clone(),
+            resource: self.resource.clone(),
+            permissions: Some(spec.permissions.clone()),
+            start: Some(start),
+            expiry: Some(expiry),
+            ip: spec.ip.clone().filter(|ip| !ip.is_empty()),
+            protocol: Some(match spec.protocol {
+                Some(GrantProtocol::HttpsAndHttp) => Protocol::HttpsAndHttp,
+                _ => Protocol::Https,
+            }),
+            version: spec.version.clone().filter(|v| !v.is_empty()),
+            policy_id: spec
+                .stored_access_policy
+                .clone()
+                .filter(|si| !si.is_empty()),
+            encryption_scope: spec.encryption_scope.clone().filter(|s| !s.is_empty()),
+            response_headers: Default::default(),
+            delegation: Default::default(),
+        })
+    }
+
+    /// The services the token is for, in Azure's canonical order `b q t f`.
+    pub fn services(&self) -> Vec<Service> {
+        match &self.resource {
+            Resource::Account { services, .. } => [
+                ('b', Service::Blob),
+                ('q', Service::Queue),
+                ('t', Service::Table),
+                ('f', Service::File),
+            ]
+            .into_iter()
+            .filter(|(letter, _)| services.contains(*letter))
+            .map(|(_, service)| service)
+            .collect(),
+            other => other.service().into_iter().collect(),
+        }
+    }
+}
+
+/// The endpoint of `service` for the grant's account: the spec's override or Azure's default.
+pub fn endpoint(spec: &SasGrantSpec, service: Service) -> String {
+    let overrides = spec.storage_account.endpoints.as_ref();
+    let configured = overrides.and_then(|e| match service {
+        Service::Blob => e.blob.clone(),
+        Service::Queue => e.queue.clone(),
+        Service::Table => e.table.clone(),
+        Service::File => e.file.clone(),
+    });
+    match configured {
+        Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+        _ => sas::default_endpoint(&spec.storage_account.name, service),
+    }
+}
+
+fn resource_of(resource: &GrantResource) -> Result<(Resource, &'static str), Error> {
+    let mut chosen = Vec::new();
+    if let Some(account) = &resource.account {
+        chosen.push((
+            Resource::Account {
+                services: account.services.clone(),
+                resource_types: account.resource_types.clone(),
+            },
+            "account",
+        ));
+    }
+    if let Some(container) = &resource.container {
+        chosen.push((
+            Resource::Container {
+                container: container.name.clone(),
+            },
+            "container",
+        ));
+    }
+    if let Some(blob) = &resource.blob {
+        chosen.push((
+            Resource::Blob {
+                container: blob.container.clone(),
+                blob: blob.name.clone(),
+                snapshot: blob.snapshot.clone(),
+                version_id: blob.version_id.clone(),
+            },
+            "blob",
+        ));
+    }
+    if let Some(directory) = &resource.directory {
+        chosen.push((
+            Resource::Directory {
+                container: directory.container.clone(),
+                path: directory.path.clone(),
+            },
+            "directory",
+        ));
+    }
+    if let Some(share) = &resource.share {
+        chosen.push((
+            Resource::Share {
+                share: share.name.clone(),
+            },
+            "share",
+        ));
+    }
+    if let Some(file) = &resource.file {
+        chosen.push((
+            Resource::File {
+                share: file.share.clone(),
+                path: file.path.clone(),
+            },
+            "file",
+        ));
+    }
+    if let Some(queue) = &resource.queue {
+        chosen.push((
+            Resource::Queue {
+                queue: queue.name.clone(),
+            },
+            "queue",
+        ));
+    }
+    if let Some(table) = &resource.table {
+        let key_range = TableKeyRange {
+            start_pk: table.start_pk.clone(),
+            start_rk: table.start_rk.clone(),
+            end_pk: table.end_pk.clone(),
+            end_rk: table.end_rk.clone(),
+        };
+        chosen.push((
+            Resource::Table {
+                table: table.name.clone(),
+                key_range,
+            },
+            "table",
+        ));
+    }
+    match chosen.len() {
+        1 => Ok(chosen.remove(0)),
+        n => Err(Error::InvalidGrant(format!(
+            "exactly one of account, container, blob, directory, share, file, queue, table must be set ({n} are)"
+        ))),
+    }
+}
+
+fn duration_field(field: &str, text: &str) -> Result<Duration, Error> {
+    parse_duration(text).map_err(|err| Error::InvalidGrant(format!("{field}: {err}")))
+}
+
+fn signed(duration: Duration) -> Result<SignedDuration, Error> {
+    SignedDuration::try_from(duration)
+        .map_err(|_| Error::InvalidGrant("duration out of range".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AccountResource, KeySecretRef, NamedResource, StorageAccount};
+
+    fn spec(resource: GrantResource) -> SasGrantSpec {
+        SasGrantSpec {
+            storage_account: StorageAccount {
+                name: "acct".into(),
+                key_secret_ref: KeySecretRef {
+                    name: "keys".into(),
+                    key: None,
+                },
+                endpoints: None,
+            },
+            resource,
+            permissions: "rl".into(),
+            validity: None,
+            renew_before: None,
+            protocol: None,
+            ip: None,
+            version: None,
+            stored_access_policy: None,
+            encryption_scope: None,
+            target: None,
+        }
+    }
+
+    fn container(name: &str) -> GrantResource {
+        GrantResource {
+            container: Some(NamedResource { name: name.into() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_8h_validity_a_third_to_renew_key1_and_the_grant_name() {
+        let plan = GrantPlan::from_spec("app", &spec(container("data"))).unwrap();
+        assert_eq!(plan.validity, Duration::from_secs(8 * 3600));
+        assert_eq!(plan.renew_before, Duration::from_secs(8 * 3600 / 3));
+        assert_eq!(plan.key_name, "key1");
+        assert_eq!(plan.target_secret, "app");
+        assert_eq!(plan.resource_kind, "container");
+    }
+
+    #[test]
+    fn two_resource_kinds_are_rejected() {
+        let mut resource = container("data");
+        resource.queue = Some(NamedResource {
+            name: "jobs".into(),
+        });
+        let err = GrantPlan::from_spec("app", &spec(resource)).unwrap_err();
+        assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn renew_before_not_shorter_than_validity_is_rejected() {
+        let mut grant = spec(container("data"));
+        grant.validity = Some("1h".into());
+        grant.renew_before = Some("1h".into());
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidGrant");
+    }
+
+    #[test]
+    fn validity_outside_one_minute_to_a_year_is_rejected() {
+        let mut grant = spec(container("data"));
+        grant.validity = Some("30s".into());
+        assert!(GrantPlan::from_spec("app", &grant).is_err());
+        grant.validity = Some("8761h".into());
+        assert!(GrantPlan::from_spec("app", &grant).is_err());
+    }
+
+    #[test]
+    fn token_starts_backdated_and_expires_validity_after_now() {
+        let grant = spec(container("data"));
+        let plan = GrantPlan::from_spec("app", &grant).unwrap();
+        let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+        let params = plan
+            .sas_params(&grant, now, Duration::from_secs(900))
+            .unwrap();
+        assert_eq!(params.start, Some("2030-01-01T11:45:00Z".parse().unwrap()));
+        assert_eq!(params.expiry, Some("2030-01-01T20:00:00Z".parse().unwrap()));
+        assert_eq!(params.protocol, Some(Protocol::Https));
+    }
+
+    #[test]
+    fn account_services_come_in_canonical_order() {
+        let resource = GrantResource {
+            account: Some(AccountResource {
+                services: "tqb".into(),
+                resource_types: "sco".into(),
+            }),
+            ..Default::default()
+        };
+        let plan = GrantPlan::from_spec("app", &spec(resource)).unwrap();
+        assert_eq!(
+            plan.services(),
+            vec![Service::Blob, Service::Queue, Service::Table]
+        );
+    }
+
+    #[test]
+    fn endpoint_override_wins_and_loses_its_trailing_slash() {
+        let mut grant = spec(container("data"));
+        grant.storage_account.endpoints = Some(crate::crd::Endpoints {
+            blob: Some("http://127.0.0.1:10000/acct/".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            endpoint(&grant, Service::Blob),
+            "http://127.0.0.1:10000/acct"
+        );
+    }
+}
