@@ -11,3 +11,23 @@ fn committed_crd_matches_the_rust_types() {
         "crds/sasgrant.yaml is stale: run `make crds` and commit the result"
     );
 }
+
+#[test]
+fn every_example_grant_is_a_valid_sas_grant() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut grants = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("kind: SasGrant") {
+            continue;
+        }
+        let grant: sas_operator::crd::SasGrant =
+            serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let name = grant.metadata.name.clone().unwrap();
+        sas_operator::reconcile::grant::GrantPlan::from_spec(&name, &grant.spec)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        grants += 1;
+    }
+    assert_eq!(grants, 5, "examples/ holds five SasGrants");
+}
