@@ -677,3 +677,429 @@ impl Token<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ResponseHeaders, TableKeyRange, sign, string_to_sign};
+    use super::*;
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn account_key() -> SigningKey {
+        SigningKey::Account(AccountKey::from_base64(KEY).unwrap())
+    }
+
+    fn ud_key(delegated_tid: Option<&str>) -> SigningKey {
+        SigningKey::UserDelegation(UserDelegationKey {
+            signed_oid: "oid".into(),
+            signed_tid: "tid".into(),
+            signed_start: "2030-01-01T00:00:00Z".into(),
+            signed_expiry: "2030-01-08T00:00:00Z".into(),
+            signed_service: "b".into(),
+            signed_version: "2026-10-06".into(),
+            signed_delegated_user_tid: delegated_tid.map(Into::into),
+            value: AccountKey::from_base64(KEY).unwrap(),
+        })
+    }
+
+    fn params(resource: Resource) -> SasParams {
+        SasParams {
+            account_name: "acct1".into(),
+            resource,
+            permissions: Some("r".into()),
+            start: None,
+            expiry: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            ip: None,
+            protocol: None,
+            version: None,
+            policy_id: None,
+            encryption_scope: None,
+            response_headers: ResponseHeaders::default(),
+            delegation: DelegationExtras::default(),
+        }
+    }
+
+    fn blob() -> Resource {
+        Resource::Blob {
+            container: "cont1".into(),
+            blob: "b".into(),
+            snapshot: None,
+            version_id: None,
+        }
+    }
+
+    fn queue() -> Resource {
+        Resource::Queue {
+            queue: "queue1".into(),
+        }
+    }
+
+    fn err(p: &SasParams, key: &SigningKey) -> SasError {
+        sign(p, key).expect_err("expected an error")
+    }
+
+    #[test]
+    fn sign_reports_canonical_permissions_default_version_and_truncated_expiry() {
+        let mut p = params(blob());
+        p.permissions = Some("wr".into());
+        p.expiry = Some("2030-01-01T00:00:00.999Z".parse().unwrap());
+        let sas = sign(&p, &account_key()).unwrap();
+        assert_eq!(sas.permissions.as_deref(), Some("rw"));
+        assert_eq!(sas.version, NEWEST_VERSION);
+        assert_eq!(sas.expiry, Some("2030-01-01T00:00:00Z".parse().unwrap()));
+        assert!(
+            sas.token
+                .starts_with("se=2030-01-01T00%3A00%3A00Z&sp=rw&sv=2026-10-06&sr=b&sig=")
+        );
+    }
+
+    #[test]
+    fn signing_is_deterministic() {
+        let p = params(blob());
+        assert_eq!(
+            sign(&p, &account_key()).unwrap(),
+            sign(&p, &account_key()).unwrap()
+        );
+    }
+
+    #[test]
+    fn permissions_are_required_without_a_policy() {
+        let mut p = params(blob());
+        p.permissions = None;
+        assert_eq!(
+            err(&p, &account_key()),
+            SasError::MissingField {
+                field: "permissions",
+                context: WITHOUT_POLICY
+            }
+        );
+    }
+
+    #[test]
+    fn expiry_is_required_without_a_policy() {
+        let mut p = params(blob());
+        p.expiry = None;
+        assert_eq!(
+            err(&p, &account_key()),
+            SasError::MissingField {
+                field: "expiry",
+                context: WITHOUT_POLICY
+            }
+        );
+    }
+
+    #[test]
+    fn a_policy_alone_needs_neither_permissions_nor_expiry() {
+        let mut p = params(queue());
+        p.permissions = None;
+        p.expiry = None;
+        p.policy_id = Some("pol".into());
+        let sas = sign(&p, &account_key()).unwrap();
+        assert_eq!(sas.permissions, None);
+        assert!(sas.token.starts_with("sv=2026-10-06&si=pol&sig="));
+    }
+
+    #[test]
+    fn expiry_must_be_after_start_at_second_precision() {
+        let mut p = params(blob());
+        p.start = Some("2030-01-01T00:00:00Z".parse().unwrap());
+        p.expiry = Some("2030-01-01T00:00:00.5Z".parse().unwrap());
+        assert_eq!(err(&p, &account_key()), SasError::ExpiryNotAfterStart);
+        p.expiry = Some("2029-12-31T00:00:00Z".parse().unwrap());
+        assert_eq!(err(&p, &account_key()), SasError::ExpiryNotAfterStart);
+    }
+
+    #[test]
+    fn snapshot_and_version_together_are_an_error() {
+        let p = params(Resource::Blob {
+            container: "cont1".into(),
+            blob: "b".into(),
+            snapshot: Some("s".into()),
+            version_id: Some("v".into()),
+        });
+        assert_eq!(err(&p, &account_key()), SasError::SnapshotAndVersion);
+    }
+
+    #[test]
+    fn encryption_scope_needs_2020_12_06() {
+        let mut p = params(blob());
+        p.encryption_scope = Some("scope".into());
+        p.version = Some("2019-02-02".into());
+        assert_eq!(
+            err(&p, &account_key()),
+            SasError::FieldNeedsVersion {
+                field: "encryption scope (ses)",
+                minimum: "2020-12-06",
+                version: "2019-02-02".into()
+            }
+        );
+    }
+
+    #[test]
+    fn blob_features_have_version_floors() {
+        let snapshot = Resource::Blob {
+            container: "cont1".into(),
+            blob: "b".into(),
+            snapshot: Some("s".into()),
+            version_id: None,
+        };
+        let mut p = params(snapshot);
+        p.version = Some("2018-03-28".into());
+        assert_eq!(err(&p, &account_key()).category(), "FieldNeedsVersion");
+        let mut p = params(Resource::Directory {
+            container: "cont1".into(),
+            path: "d".into(),
+        });
+        p.version = Some("2019-12-12".into());
+        assert!(matches!(
+            err(&p, &account_key()),
+            SasError::FieldNeedsVersion {
+                minimum: "2020-02-10",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn newer_permission_letters_have_version_floors() {
+        let mut p = params(blob());
+        p.permissions = Some("rt".into());
+        p.version = Some("2019-10-10".into());
+        assert!(matches!(
+            err(&p, &account_key()),
+            SasError::FieldNeedsVersion {
+                field: "permission t (tags)",
+                minimum: "2019-12-12",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn request_binding_needs_2026_04_06() {
+        let mut p = params(blob());
+        p.version = Some("2025-07-05".into());
+        p.delegation.request_headers = vec![("x-ms-a".into(), "1".into())];
+        assert!(matches!(
+            err(&p, &ud_key(None)),
+            SasError::FieldNeedsVersion {
+                field: "request headers (srh)",
+                minimum: "2026-04-06",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn delegated_user_fields_need_2025_07_05() {
+        let mut p = params(blob());
+        p.version = Some("2020-12-06".into());
+        assert!(matches!(
+            err(&p, &ud_key(Some("tenant"))),
+            SasError::FieldNeedsVersion {
+                field: "delegated user tenant id (skdutid)",
+                ..
+            }
+        ));
+        p.delegation.delegated_user_object_id = Some("oid".into());
+        assert!(matches!(
+            err(&p, &ud_key(None)),
+            SasError::FieldNeedsVersion {
+                field: "delegated user object id (sduoid)",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn queue_and_file_user_delegation_need_2025_07_05() {
+        let mut p = params(queue());
+        p.version = Some("2024-11-04".into());
+        assert!(matches!(
+            err(&p, &ud_key(None)),
+            SasError::FieldNeedsVersion {
+                minimum: "2025-07-05",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn user_delegation_cannot_sign_account_or_table_sas() {
+        let p = params(Resource::Account {
+            services: "b".into(),
+            resource_types: "o".into(),
+        });
+        assert_eq!(
+            err(&p, &ud_key(None)),
+            SasError::UserDelegationUnsupported {
+                resource: "an account SAS"
+            }
+        );
+        let p = params(Resource::Table {
+            table: "t1x".into(),
+            key_range: TableKeyRange::default(),
+        });
+        assert_eq!(
+            err(&p, &ud_key(None)),
+            SasError::UserDelegationUnsupported {
+                resource: "a table SAS"
+            }
+        );
+    }
+
+    #[test]
+    fn user_delegation_extras_need_a_user_delegation_key() {
+        let mut p = params(blob());
+        p.delegation.correlation_id = Some("c".into());
+        assert_eq!(
+            err(&p, &account_key()),
+            SasError::FieldNotAllowed {
+                field: "correlation id (scid)",
+                context: ACCOUNT_KEY_SAS
+            }
+        );
+    }
+
+    #[test]
+    fn a_user_delegation_sas_cannot_use_a_stored_policy() {
+        let mut p = params(blob());
+        p.policy_id = Some("pol".into());
+        assert_eq!(
+            err(&p, &ud_key(None)),
+            SasError::FieldNotAllowed {
+                field: "stored access policy (si)",
+                context: USER_DELEGATION_SAS
+            }
+        );
+    }
+
+    #[test]
+    fn fields_a_kind_cannot_carry_are_rejected() {
+        let mut p = params(queue());
+        p.response_headers.content_type = Some("text/plain".into());
+        assert_eq!(err(&p, &account_key()).category(), "FieldNotAllowed");
+        let mut p = params(Resource::Share {
+            share: "s1x".into(),
+        });
+        p.encryption_scope = Some("scope".into());
+        assert_eq!(err(&p, &account_key()).category(), "FieldNotAllowed");
+        let mut p = params(Resource::Account {
+            services: "b".into(),
+            resource_types: "o".into(),
+        });
+        p.policy_id = Some("pol".into());
+        assert_eq!(err(&p, &account_key()).category(), "FieldNotAllowed");
+    }
+
+    #[test]
+    fn account_sas_needs_services_and_resource_types() {
+        let p = params(Resource::Account {
+            services: "".into(),
+            resource_types: "o".into(),
+        });
+        assert!(matches!(
+            err(&p, &account_key()),
+            SasError::MissingField {
+                field: "services",
+                ..
+            }
+        ));
+        let p = params(Resource::Account {
+            services: "b".into(),
+            resource_types: "".into(),
+        });
+        assert!(matches!(
+            err(&p, &account_key()),
+            SasError::MissingField {
+                field: "resource types",
+                ..
+            }
+        ));
+        let p = params(Resource::Account {
+            services: "bz".into(),
+            resource_types: "o".into(),
+        });
+        assert_eq!(
+            err(&p, &account_key()),
+            SasError::InvalidService {
+                letter: 'z',
+                allowed: "bqtf"
+            }
+        );
+    }
+
+    #[test]
+    fn user_delegation_key_fields_are_required() {
+        let SigningKey::UserDelegation(mut key) = ud_key(None) else {
+            unreachable!()
+        };
+        key.signed_tid.clear();
+        let err = err(&params(blob()), &SigningKey::UserDelegation(key));
+        assert_eq!(
+            err,
+            SasError::MissingField {
+                field: "signedTid",
+                context: "a user delegation key"
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_request_header_names_are_rejected() {
+        let mut p = params(blob());
+        p.delegation.request_headers = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
+        assert!(matches!(
+            err(&p, &ud_key(None)),
+            SasError::InvalidRequestField {
+                reason: "is given more than once",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn invalid_names_and_ips_are_rejected_before_signing() {
+        let p = params(Resource::Container {
+            container: "UPPER".into(),
+        });
+        assert_eq!(err(&p, &account_key()).category(), "InvalidName");
+        let mut p = params(blob());
+        p.ip = Some("1.2.3".into());
+        assert_eq!(err(&p, &account_key()).category(), "InvalidIp");
+        let mut p = params(blob());
+        p.account_name = "Bad-Account".into();
+        assert_eq!(err(&p, &account_key()).category(), "InvalidName");
+    }
+
+    #[test]
+    fn empty_optional_values_are_treated_as_absent() {
+        let mut p = params(blob());
+        p.ip = Some(String::new());
+        p.response_headers.cache_control = Some(String::new());
+        assert_eq!(
+            string_to_sign(&p, &account_key()).unwrap(),
+            string_to_sign(&params(blob()), &account_key()).unwrap()
+        );
+    }
+
+    #[test]
+    fn table_canonical_resource_is_lowercased_but_tn_keeps_case() {
+        let p = params(Resource::Table {
+            table: "MyTable".into(),
+            key_range: TableKeyRange::default(),
+        });
+        assert!(
+            string_to_sign(&p, &account_key())
+                .unwrap()
+                .contains("\n/table/acct1/mytable\n")
+        );
+        assert!(
+            sign(&p, &account_key())
+                .unwrap()
+                .token
+                .contains("&tn=MyTable&")
+        );
+    }
+}
