@@ -3,7 +3,25 @@
 //! PUBLIC CONTRACT used by the CLI and the controller. The signer's owner may add items and
 //! submodules, but must keep these names and shapes (or update every caller).
 
+mod encoding;
+mod error;
+mod key;
+mod permissions;
+mod string_to_sign;
+mod url;
+mod validate;
+mod version;
+
 use jiff::Timestamp;
+
+pub use encoding::encode as percent_encode;
+pub use error::SasError;
+pub use key::AccountKey;
+pub use permissions::{
+    PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
+};
+pub use url::{default_endpoint, resource_url};
+pub use version::OLDEST_VERSION;
 
 /// What a SAS grants access to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,28 +131,6 @@ pub struct SasParams {
     pub delegation: DelegationExtras,
 }
 
-/// A decoded account key. Its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccountKey(Vec<u8>);
-
-impl std::fmt::Debug for AccountKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccountKey(<redacted>)")
-    }
-}
-
-impl AccountKey {
-    /// Decodes a base64 account key. The error never contains the input.
-    pub fn from_base64(encoded: &str) -> Result<Self, SasError> {
-        let _ = encoded;
-        todo!("signer owner implements")
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// The fields of Get User Delegation Key's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserDelegationKey {
@@ -168,42 +164,47 @@ pub struct Sas {
 /// The newest signed version the tests prove.
 pub const NEWEST_VERSION: &str = "2026-10-06";
 
-/// Why a SAS could not be signed. Messages name the offending field and never contain a key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SasError {
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl SasError {
-    /// A static, low-cardinality name for metrics and Events.
-    pub fn category(&self) -> &'static str {
-        "InvalidSasRequest"
-    }
-}
-
 /// Signs `params` with `key`.
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
-    let _ = (params, key);
-    todo!("signer owner implements")
+    let prepared = string_to_sign::prepare(params, key)?;
+    // Sized for the common case so neither buffer grows.
+    let mut message = String::with_capacity(256);
+    prepared.write_string_to_sign(&mut message);
+    let mut signature = String::with_capacity(44);
+    prepared
+        .key
+        .push_signature(message.as_bytes(), &mut signature);
+    let mut token = message;
+    token.clear();
+    prepared.write_token(&mut token, &signature);
+    Ok(Sas {
+        token,
+        permissions: prepared.permissions.map(|p| p.as_str().to_owned()),
+        version: prepared.version.as_str().to_owned(),
+        expiry: prepared.expiry_time,
+    })
+}
+
+/// The exact string `sign` would HMAC for `params` and `key` (for tests and debugging; it holds
+/// no key material).
+pub fn string_to_sign(params: &SasParams, key: &SigningKey) -> Result<String, SasError> {
+    let prepared = string_to_sign::prepare(params, key)?;
+    let mut message = String::with_capacity(256);
+    prepared.write_string_to_sign(&mut message);
+    Ok(message)
 }
 
 impl Resource {
     /// The service this resource lives in; `None` for an account SAS.
     pub fn service(&self) -> Option<Service> {
-        todo!("signer owner implements")
+        match self {
+            Resource::Account { .. } => None,
+            Resource::Container { .. } | Resource::Blob { .. } | Resource::Directory { .. } => {
+                Some(Service::Blob)
+            }
+            Resource::Share { .. } | Resource::File { .. } => Some(Service::File),
+            Resource::Queue { .. } => Some(Service::Queue),
+            Resource::Table { .. } => Some(Service::Table),
+        }
     }
-}
-
-/// `https://{account}.{service}.core.windows.net`
-pub fn default_endpoint(account: &str, service: Service) -> String {
-    let _ = (account, service);
-    todo!("signer owner implements")
-}
-
-/// The resource's URL under a service endpoint (no trailing `/` on `endpoint`), with path
-/// segments percent-encoded; for an account SAS, the endpoint itself.
-pub fn resource_url(endpoint: &str, resource: &Resource) -> String {
-    let _ = (endpoint, resource);
-    todo!("signer owner implements")
 }
