@@ -1,0 +1,268 @@
+//! Runs the real `sas-operator run` binary against the test control plane, and helpers that
+//! the controller's end-to-end tests share (grants, key Secrets, waiting, Azurite requests).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use sas_operator::crd::SasGrant;
+use sas_operator::sas::{self, AccountKey, Resource, SasParams, SigningKey};
+use serde_json::json;
+
+use crate::common;
+
+/// The operator binary running as a child process; killed when dropped (also on panic).
+pub struct Operator {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator watching `namespace` with the admin kubeconfig.
+    pub fn start(namespace: &str) -> Operator {
+        Operator::start_with(namespace, &common::control_plane().kubeconfig_path, &[])
+    }
+
+    pub fn start_with(namespace: &str, kubeconfig: &std::path::Path, extra_args: &[&str]) -> Operator {
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
+        std::fs::create_dir_all(&log_dir).expect("create log dir");
+        let log_path = log_dir.join(format!("{namespace}.log"));
+        let log = std::fs::File::create(&log_path).expect("create operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sas-operator"))
+            .arg("run")
+            .arg("--namespace")
+            .arg(namespace)
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("SAS_OPERATOR_LOG_LEVEL", "debug")
+            .env("SAS_OPERATOR_LEADER_ELECTION", "false")
+            .env("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0")
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sas-operator run");
+        Operator { child, log_path }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Asserts that none of `secrets` (keys, tokens, signatures) appears in the logs.
+    pub fn assert_logs_free_of(&self, secrets: &[&str]) {
+        let logs = self.logs();
+        assert!(!logs.is_empty(), "the operator wrote no logs at {}", self.log_path.display());
+        for (index, secret) in secrets.iter().enumerate() {
+            assert!(!secret.is_empty());
+            assert!(!logs.contains(secret), "secret #{index} appears in {}", self.log_path.display());
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Installs the committed CRD (server-side apply) and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    static CRD: OnceLock<serde_json::Value> = OnceLock::new();
+    let crd = CRD.get_or_init(|| {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sasgrant.yaml")).unwrap();
+        serde_saphyr::from_str(&yaml).expect("crds/sasgrant.yaml parses")
+    });
+    let api = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
+    api.patch("sasgrants.sas-operator.io", &PatchParams::apply("sas-operator-tests").force(), &Patch::Apply(crd))
+        .await
+        .expect("apply the SasGrant CRD");
+    let grants = Api::<SasGrant>::all(client.clone());
+    wait_for("the SasGrant CRD to be served", Duration::from_secs(30), || async {
+        grants.list_metadata(&Default::default()).await.ok()
+    })
+    .await;
+}
+
+/// A namespace with the CRD installed and a client; the operator is started separately.
+pub async fn namespace(prefix: &str) -> (Client, String) {
+    let client = common::control_plane().client().await;
+    install_crd(&client).await;
+    let ns = common::test_namespace(&client, prefix).await;
+    (client, ns)
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or panics naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn key_secret(name: &str, entries: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+        data: Some(entries.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        ..Default::default()
+    }
+}
+
+pub async fn create_secret(client: &Client, ns: &str, secret: &Secret) {
+    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), secret).await.expect("create Secret");
+}
+
+/// A grant for the Azurite dev account; `spec` entries override the defaults.
+pub fn grant(name: &str, resource: serde_json::Value, permissions: &str, spec: serde_json::Value) -> SasGrant {
+    let azurite = common::azurite();
+    let mut value = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasGrant",
+        "metadata": {"name": name},
+        "spec": {
+            "storageAccount": {
+                "name": azurite.account,
+                "keySecretRef": {"name": "azurite-keys"},
+                "endpoints": {
+                    "blob": azurite.blob_endpoint,
+                    "queue": azurite.queue_endpoint,
+                    "table": azurite.table_endpoint,
+                },
+            },
+            "resource": resource,
+            "permissions": permissions,
+            "protocol": "https,http",
+        }
+    });
+    if let serde_json::Value::Object(extra) = spec {
+        for (key, field) in extra {
+            value["spec"][key] = field;
+        }
+    }
+    serde_json::from_value(value).expect("a valid SasGrant")
+}
+
+pub async fn create_grant(client: &Client, ns: &str, grant: &SasGrant) {
+    Api::<SasGrant>::namespaced(client.clone(), ns).create(&PostParams::default(), grant).await.expect("create SasGrant");
+}
+
+/// The Ready condition's (status, reason), if any.
+pub fn ready_of(grant: &SasGrant) -> Option<(String, String)> {
+    let condition = grant.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((condition.status.clone(), condition.reason.clone()))
+}
+
+/// Waits until the grant's Ready condition has `status` and `reason`.
+pub async fn wait_ready(client: &Client, ns: &str, name: &str, status: &str, reason: &str) -> SasGrant {
+    let api = Api::<SasGrant>::namespaced(client.clone(), ns);
+    let what = format!("SasGrant {ns}/{name} to be Ready={status} ({reason})");
+    wait_for(&what, Duration::from_secs(30), || async {
+        let grant = api.get(name).await.ok()?;
+        (ready_of(&grant) == Some((status.to_string(), reason.to_string()))).then_some(grant)
+    })
+    .await
+}
+
+/// A data entry of a Secret as text.
+pub fn data(secret: &Secret, key: &str) -> String {
+    let bytes = &secret.data.as_ref().expect("Secret has data")[key];
+    String::from_utf8(bytes.0.clone()).expect("utf-8")
+}
+
+pub async fn get_secret(client: &Client, ns: &str, name: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await.expect("GET Secret")
+}
+
+/// An all-powerful account SAS for setting up Azurite fixtures, signed by our own library.
+pub fn admin_token(account: &str, key: &str) -> String {
+    let params = SasParams {
+        account_name: account.into(),
+        resource: Resource::Account { services: "bqt".into(), resource_types: "sco".into() },
+        permissions: Some("rwdlacup".into()),
+        start: None,
+        expiry: Some(Timestamp::now() + jiff::SignedDuration::from_hours(1)),
+        ip: None,
+        protocol: Some(sas::Protocol::HttpsAndHttp),
+        version: None,
+        policy_id: None,
+        encryption_scope: None,
+        response_headers: Default::default(),
+        delegation: Default::default(),
+    };
+    let key = AccountKey::from_base64(key).expect("Azurite key is base64");
+    sas::sign(&params, &SigningKey::Account(key)).expect("admin SAS signs").token
+}
+
+/// Minimal Azurite REST calls the tests need.
+pub struct Storage {
+    http: reqwest::Client,
+}
+
+pub const API_VERSION: &str = "2025-11-05";
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { http: reqwest::Client::new() }
+    }
+}
+
+impl Storage {
+    pub async fn send(&self, method: reqwest::Method, url: String, body: Option<(String, &str)>) -> (u16, String) {
+        let mut request = self.http.request(method, url).header("x-ms-version", API_VERSION);
+        if let Some((body, content_type)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.expect("Azurite answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    pub async fn create_container(&self, blob_endpoint: &str, container: &str, token: &str) {
+        let (status, _) = self.send(reqwest::Method::PUT, format!("{blob_endpoint}/{container}?restype=container&{token}"), None).await;
+        assert!(status == 201 || status == 409, "create container: {status}");
+    }
+
+    pub async fn put_blob(&self, blob_endpoint: &str, path: &str, body: &str, token: &str) -> u16 {
+        self.http
+            .put(format!("{blob_endpoint}/{path}?{token}"))
+            .header("x-ms-version", API_VERSION)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("Azurite answers")
+            .status()
+            .as_u16()
+    }
+
+    pub async fn create_queue(&self, queue_endpoint: &str, queue: &str, token: &str) {
+        let (status, _) = self.send(reqwest::Method::PUT, format!("{queue_endpoint}/{queue}?{token}"), None).await;
+        assert!(status == 201 || status == 204, "create queue: {status}");
+    }
+
+    pub async fn create_table(&self, table_endpoint: &str, table: &str, token: &str) {
+        let body = json!({"TableName": table}).to_string();
+        let (status, text) =
+            self.send(reqwest::Method::POST, format!("{table_endpoint}/Tables?{token}"), Some((body, "application/json"))).await;
+        assert!(status == 201 || status == 204 || status == 409, "create table: {status} {text}");
+    }
+}
