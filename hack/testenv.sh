@@ -125,15 +125,18 @@ EOF
 
 start_control_plane_once() {
   local dir="$1"
-  local etcd_port apiserver_port token server
+  local etcd_port apiserver_port token kcm_token server
   etcd_port=$(free_port)
   apiserver_port=$(free_port)
   server="https://127.0.0.1:$apiserver_port"
   token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  kcm_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
   : >"$dir/pids"
   mkdir -p "$dir/pki"
   openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
-  echo "$token,admin,admin,system:masters" >"$dir/pki/tokens.csv"
+  # The controller-manager gets its own user name so the audit log tells it apart from tests.
+  printf '%s\n' "$token,admin,admin,system:masters" \
+    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" >"$dir/pki/tokens.csv"
   cat >"$dir/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -162,9 +165,11 @@ EOF
   wait_for "$dir" "kube-apiserver /readyz" \
     "curl -fsS --cacert '$dir/pki/apiserver.crt' -H 'Authorization: Bearer $token' '$server/readyz'" || return 1
   write_kubeconfig "$dir/kubeconfig" "$server" "$dir/pki/apiserver.crt" admin "$token"
+  write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
+    system:kube-controller-manager "$kcm_token"
 
   start_daemon "$dir" kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
-    --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
+    --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false --secure-port 0 \
     --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller \
     --service-account-private-key-file "$dir/pki/sa.key" \
     --root-ca-file "$dir/pki/apiserver.crt"
@@ -301,6 +306,7 @@ case "$cmd" in
     trap 'exit 130' INT TERM HUP
     start_component "$1"
     echo "READY $STATE/$1/env"
+    exec >/dev/null
     # The harness holds our stdin open for as long as the test binary lives.
     while read -r _; do :; done
     ;;
