@@ -33,7 +33,11 @@ impl Operator {
         Operator::start_with(namespace, &common::control_plane().kubeconfig_path, &[])
     }
 
-    pub fn start_with(namespace: &str, kubeconfig: &std::path::Path, extra_args: &[&str]) -> Operator {
+    pub fn start_with(
+        namespace: &str,
+        kubeconfig: &std::path::Path,
+        extra_args: &[&str],
+    ) -> Operator {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).expect("create log dir");
         let log_path = log_dir.join(format!("{namespace}.log"));
@@ -62,10 +66,18 @@ impl Operator {
     /// Asserts that none of `secrets` (keys, tokens, signatures) appears in the logs.
     pub fn assert_logs_free_of(&self, secrets: &[&str]) {
         let logs = self.logs();
-        assert!(!logs.is_empty(), "the operator wrote no logs at {}", self.log_path.display());
+        assert!(
+            !logs.is_empty(),
+            "the operator wrote no logs at {}",
+            self.log_path.display()
+        );
         for (index, secret) in secrets.iter().enumerate() {
             assert!(!secret.is_empty());
-            assert!(!logs.contains(secret), "secret #{index} appears in {}", self.log_path.display());
+            assert!(
+                !logs.contains(secret),
+                "secret #{index} appears in {}",
+                self.log_path.display()
+            );
         }
     }
 }
@@ -81,17 +93,25 @@ impl Drop for Operator {
 pub async fn install_crd(client: &Client) {
     static CRD: OnceLock<serde_json::Value> = OnceLock::new();
     let crd = CRD.get_or_init(|| {
-        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sasgrant.yaml")).unwrap();
+        let yaml =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sasgrant.yaml"))
+                .unwrap();
         serde_saphyr::from_str(&yaml).expect("crds/sasgrant.yaml parses")
     });
     let api = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
-    api.patch("sasgrants.sas-operator.io", &PatchParams::apply("sas-operator-tests").force(), &Patch::Apply(crd))
-        .await
-        .expect("apply the SasGrant CRD");
+    api.patch(
+        "sasgrants.sas-operator.io",
+        &PatchParams::apply("sas-operator-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .expect("apply the SasGrant CRD");
     let grants = Api::<SasGrant>::all(client.clone());
-    wait_for("the SasGrant CRD to be served", Duration::from_secs(30), || async {
-        grants.list_metadata(&Default::default()).await.ok()
-    })
+    wait_for(
+        "the SasGrant CRD to be served",
+        Duration::from_secs(30),
+        || async { grants.list_metadata(&Default::default()).await.ok() },
+    )
     .await;
 }
 
@@ -114,25 +134,44 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 pub fn key_secret(name: &str, entries: &[(&str, &str)]) -> Secret {
     Secret {
-        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
-        data: Some(entries.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
 
 pub async fn create_secret(client: &Client, ns: &str, secret: &Secret) {
-    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), secret).await.expect("create Secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), secret)
+        .await
+        .expect("create Secret");
 }
 
 /// A grant for the Azurite dev account; `spec` entries override the defaults.
-pub fn grant(name: &str, resource: serde_json::Value, permissions: &str, spec: serde_json::Value) -> SasGrant {
+pub fn grant(
+    name: &str,
+    resource: serde_json::Value,
+    permissions: &str,
+    spec: serde_json::Value,
+) -> SasGrant {
     let azurite = common::azurite();
     let mut value = json!({
         "apiVersion": "sas-operator.io/v1alpha1",
@@ -162,17 +201,31 @@ pub fn grant(name: &str, resource: serde_json::Value, permissions: &str, spec: s
 }
 
 pub async fn create_grant(client: &Client, ns: &str, grant: &SasGrant) {
-    Api::<SasGrant>::namespaced(client.clone(), ns).create(&PostParams::default(), grant).await.expect("create SasGrant");
+    Api::<SasGrant>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), grant)
+        .await
+        .expect("create SasGrant");
 }
 
 /// The Ready condition's (status, reason), if any.
 pub fn ready_of(grant: &SasGrant) -> Option<(String, String)> {
-    let condition = grant.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
+    let condition = grant
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
     Some((condition.status.clone(), condition.reason.clone()))
 }
 
 /// Waits until the grant's Ready condition has `status` and `reason`.
-pub async fn wait_ready(client: &Client, ns: &str, name: &str, status: &str, reason: &str) -> SasGrant {
+pub async fn wait_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> SasGrant {
     let api = Api::<SasGrant>::namespaced(client.clone(), ns);
     let what = format!("SasGrant {ns}/{name} to be Ready={status} ({reason})");
     wait_for(&what, Duration::from_secs(30), || async {
@@ -189,14 +242,20 @@ pub fn data(secret: &Secret, key: &str) -> String {
 }
 
 pub async fn get_secret(client: &Client, ns: &str, name: &str) -> Option<Secret> {
-    Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await.expect("GET Secret")
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("GET Secret")
 }
 
 /// An all-powerful account SAS for setting up Azurite fixtures, signed by our own library.
 pub fn admin_token(account: &str, key: &str) -> String {
     let params = SasParams {
         account_name: account.into(),
-        resource: Resource::Account { services: "bqt".into(), resource_types: "sco".into() },
+        resource: Resource::Account {
+            services: "bqt".into(),
+            resource_types: "sco".into(),
+        },
         permissions: Some("rwdlacup".into()),
         start: None,
         expiry: Some(Timestamp::now() + jiff::SignedDuration::from_hours(1)),
@@ -209,7 +268,9 @@ pub fn admin_token(account: &str, key: &str) -> String {
         delegation: Default::default(),
     };
     let key = AccountKey::from_base64(key).expect("Azurite key is base64");
-    sas::sign(&params, &SigningKey::Account(key)).expect("admin SAS signs").token
+    sas::sign(&params, &SigningKey::Account(key))
+        .expect("admin SAS signs")
+        .token
 }
 
 /// Minimal Azurite REST calls the tests need.
@@ -221,13 +282,51 @@ pub const API_VERSION: &str = "2025-11-05";
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { http: reqwest::Client::new() }
+        Storage {
+            http: reqwest::Client::new(),
+        }
     }
 }
 
 impl Storage {
-    pub async fn send(&self, method: reqwest::Method, url: String, body: Option<(String, &str)>) -> (u16, String) {
-        let mut request = self.http.request(method, url).header("x-ms-version", API_VERSION);
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<(String, &str)>,
+    ) -> (u16, String) {
+        self.send_with(method, url, body, &[]).await
+    }
+
+    /// Table service calls: JSON without OData metadata (the service refuses Atom).
+    pub async fn send_table(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<String>,
+    ) -> (u16, String) {
+        let headers = [
+            ("accept", "application/json;odata=nometadata"),
+            ("dataserviceversion", "3.0"),
+        ];
+        self.send_with(method, url, body.map(|b| (b, "application/json")), &headers)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<(String, &str)>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("x-ms-version", API_VERSION);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some((body, content_type)) = body {
             request = request.header("content-type", content_type).body(body);
         }
@@ -237,7 +336,13 @@ impl Storage {
     }
 
     pub async fn create_container(&self, blob_endpoint: &str, container: &str, token: &str) {
-        let (status, _) = self.send(reqwest::Method::PUT, format!("{blob_endpoint}/{container}?restype=container&{token}"), None).await;
+        let (status, _) = self
+            .send(
+                reqwest::Method::PUT,
+                format!("{blob_endpoint}/{container}?restype=container&{token}"),
+                None,
+            )
+            .await;
         assert!(status == 201 || status == 409, "create container: {status}");
     }
 
@@ -255,14 +360,50 @@ impl Storage {
     }
 
     pub async fn create_queue(&self, queue_endpoint: &str, queue: &str, token: &str) {
-        let (status, _) = self.send(reqwest::Method::PUT, format!("{queue_endpoint}/{queue}?{token}"), None).await;
+        let (status, _) = self
+            .send(
+                reqwest::Method::PUT,
+                format!("{queue_endpoint}/{queue}?{token}"),
+                None,
+            )
+            .await;
         assert!(status == 201 || status == 204, "create queue: {status}");
     }
 
     pub async fn create_table(&self, table_endpoint: &str, table: &str, token: &str) {
         let body = json!({"TableName": table}).to_string();
-        let (status, text) =
-            self.send(reqwest::Method::POST, format!("{table_endpoint}/Tables?{token}"), Some((body, "application/json"))).await;
-        assert!(status == 201 || status == 204 || status == 409, "create table: {status} {text}");
+        let (status, text) = self
+            .send_table(
+                reqwest::Method::POST,
+                format!("{table_endpoint}/Tables?{token}"),
+                Some(body),
+            )
+            .await;
+        assert!(
+            status == 201 || status == 204 || status == 409,
+            "create table: {status} {text}"
+        );
     }
+}
+
+/// The Python interpreter of the Azure SDK venv that `hack/oracles.sh` manages.
+pub fn oracle_python() -> String {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/oracles.sh"))
+                .arg("--print-env")
+                .output()
+                .expect("run hack/oracles.sh");
+            assert!(
+                output.status.success(),
+                "hack/oracles.sh failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find_map(|line| line.strip_prefix("SAS_ORACLE_PYTHON=").map(str::to_string))
+                .expect("hack/oracles.sh prints SAS_ORACLE_PYTHON")
+        })
+        .clone()
 }
