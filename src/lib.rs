@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod sas;
