@@ -15,8 +15,17 @@ build:
 tools:
 	hack/tools.sh
 
+## Unit and integration tests; each integration test binary starts its own control plane and
+## Azurite (tests/common), so no `make testenv` is needed first.
 test: tools
 	source hack/env.sh && $(CARGO) test --all-targets --no-fail-fast
+
+## A control plane and Azurite in the background; `source target/testenv/env.sh` to use them.
+testenv: tools
+	hack/testenv.sh up control-plane azurite
+
+testenv-down:
+	hack/testenv.sh down
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -103,9 +103,6 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
 mod tests {
     use super::*;
 
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
-    use hyper_util::rt::TokioIo;
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
 
@@ -133,26 +130,17 @@ mod tests {
     }
 
     async fn get(addr: SocketAddr, path: &str) -> Response {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
         let status = response.status().as_u16();
         let content_type = response
             .headers()
-            .get(hyper::header::CONTENT_TYPE)
+            .get(reqwest::header::CONTENT_TYPE)
             .map(|value| value.to_str().unwrap().to_owned());
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = response.text().await.unwrap();
         Response {
             status,
             content_type,
-            body: String::from_utf8(body.to_vec()).unwrap(),
+            body,
         }
     }
 

@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# A local test environment: a real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager) and Azurite, on 127.0.0.1, with data under a state directory.
+# One implementation, two users: `make testenv` (runs `up`) and the Rust test harness (runs
+# `serve`, which stops everything when the test binary's end of its stdin pipe closes).
+#
+#   hack/testenv.sh up [COMPONENT...]    start in the background (a running one is reused),
+#                                        wait until ready, write $TESTENV_STATE/env.sh
+#   hack/testenv.sh down [COMPONENT...]  stop and remove their data
+#   hack/testenv.sh serve COMPONENT      start, print "READY <env file>", stop on stdin EOF
+#   hack/testenv.sh sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT   kubeconfig via TokenRequest
+#
+# COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic).
+# Default: control-plane azurite. State: $TESTENV_STATE (default target/testenv).
+# Each component writes KEY=VALUE lines to $TESTENV_STATE/<component>/env.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STATE="${TESTENV_STATE:-$REPO_ROOT/target/testenv}"
+KUBE_BIN="$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin"
+KUBECTL="$TESTENV_CACHE/kubectl/$K8S_VERSION/bin/kubectl"
+ETCD="$TESTENV_CACHE/etcd/$ETCD_DEBIAN_VERSION/bin/etcd"
+AZURITE="$TESTENV_CACHE/azurite/$AZURITE_VERSION/node_modules/.bin/azurite"
+# Microsoft's published key of the emulator's well-known account (not a secret).
+DEV_ACCOUNT=devstoreaccount1
+DEV_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+SECOND_ACCOUNT=sasop1
+READY_TIMEOUT=${TESTENV_READY_TIMEOUT:-90}
+
+need() {
+  local path="$1" what="$2"
+  [[ -x "$path" ]] || die "$what not found at $path; run 'make tools' to obtain it"
+}
+
+# A port nobody listens on, below Linux's ephemeral range so outgoing connections never take it.
+free_port() {
+  local port
+  for _ in $(seq 100); do
+    port=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+random_base64() { head -c "$1" /dev/urandom | base64 -w0; }
+
+# Starts a daemon in its own session (so a terminal's Ctrl-C does not reach it) and records
+# its pid in $dir/pids; stdio goes to $dir/<name>.log so no caller's pipe stays open.
+start_daemon() {
+  local dir="$1" name="$2"; shift 2
+  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
+  echo "$! $name" >>"$dir/pids"
+}
+
+# Running and not a zombie (an exited daemon may wait for a reaper that never comes).
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# All recorded processes of a component are alive and its env file was written.
+running() {
+  local dir="$STATE/$1" pid name
+  [[ -f "$dir/env" && -f "$dir/pids" ]] || return 1
+  while read -r pid name; do alive "$pid" || return 1; done <"$dir/pids"
+}
+
+stop_component() {
+  local dir="$STATE/$1" pid name pids=()
+  [[ -d "$dir" ]] || return 0
+  if [[ -f "$dir/pids" ]]; then
+    # The data is thrown away, so a graceful stop buys nothing: one second, then SIGKILL
+    # (a graceful kube-apiserver stop can take seconds waiting on an etcd that is also going).
+    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$dir/pids"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 10); do
+      local left=0
+      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      (( left )) || break
+      sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
+  rm -rf "$dir"
+}
+
+# Waits until `$check` succeeds, failing early (with the log tail) if a process died.
+wait_for() {
+  local dir="$1" what="$2" check="$3" deadline=$((SECONDS + READY_TIMEOUT)) pid name
+  until eval "$check" >/dev/null 2>&1; do
+    while read -r pid name; do
+      if ! alive "$pid"; then
+        log "$name exited while waiting for $what; last lines of $dir/$name.log:"
+        tail -n 20 "$dir/$name.log" >&2
+        return 1
+      fi
+    done <"$dir/pids"
+    (( SECONDS < deadline )) || { log "timed out after ${READY_TIMEOUT}s waiting for $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+write_kubeconfig() {
+  local out="$1" server="$2" ca="$3" user="$4" token="$5"
+  cat >"$out" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 <"$ca")
+users:
+- name: $user
+  user:
+    token: $token
+contexts:
+- name: $user@testenv
+  context:
+    cluster: testenv
+    user: $user
+current-context: $user@testenv
+EOF
+  chmod 600 "$out"
+}
+
+start_control_plane_once() {
+  local dir="$1"
+  local etcd_port apiserver_port token kcm_token server
+  etcd_port=$(free_port)
+  apiserver_port=$(free_port)
+  server="https://127.0.0.1:$apiserver_port"
+  token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  kcm_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  : >"$dir/pids"
+  mkdir -p "$dir/pki"
+  openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
+  # The controller-manager gets its own user name so the audit log tells it apart from tests.
+  printf '%s\n' "$token,admin,admin,system:masters" \
+    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" >"$dir/pki/tokens.csv"
+  cat >"$dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+EOF
+
+  start_daemon "$dir" etcd "$ETCD" --name testenv --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls http://127.0.0.1:0 --unsafe-no-fsync --log-level warn
+  wait_for "$dir" "etcd" "curl -fsS http://127.0.0.1:$etcd_port/health" || return 1
+
+  start_daemon "$dir" kube-apiserver "$KUBE_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --cert-dir "$dir/pki" --secure-port "$apiserver_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --authorization-mode RBAC --token-auth-file "$dir/pki/tokens.csv" \
+    --service-account-issuer "$server/" \
+    --service-account-key-file "$dir/pki/sa.key" \
+    --service-account-signing-key-file "$dir/pki/sa.key" \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
+    --audit-log-maxsize 100
+  wait_for "$dir" "kube-apiserver /readyz" \
+    "curl -fsS --cacert '$dir/pki/apiserver.crt' -H 'Authorization: Bearer $token' '$server/readyz'" || return 1
+  write_kubeconfig "$dir/kubeconfig" "$server" "$dir/pki/apiserver.crt" admin "$token"
+  write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
+    system:kube-controller-manager "$kcm_token"
+
+  start_daemon "$dir" kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+    --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false --secure-port 0 \
+    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller \
+    --service-account-private-key-file "$dir/pki/sa.key" \
+    --root-ca-file "$dir/pki/apiserver.crt"
+  # The serviceaccount controller creating `default` in `default` proves the controllers run.
+  wait_for "$dir" "kube-controller-manager (the default ServiceAccount)" \
+    "curl -fsS --cacert '$dir/pki/apiserver.crt' -H 'Authorization: Bearer $token' '$server/api/v1/namespaces/default/serviceaccounts/default'" || return 1
+
+  cat >"$dir/env" <<EOF
+KUBECONFIG=$dir/kubeconfig
+TESTENV_APISERVER=$server
+TESTENV_APISERVER_CA=$dir/pki/apiserver.crt
+TESTENV_AUDIT_LOG=$dir/audit.log
+TESTENV_KUBECTL=$KUBECTL
+EOF
+}
+
+start_control_plane() {
+  local dir="$STATE/control-plane"
+  need "$ETCD" "etcd $ETCD_DEBIAN_VERSION"
+  need "$KUBE_BIN/kube-apiserver" "kube-apiserver $K8S_VERSION"
+  need "$KUBE_BIN/kube-controller-manager" "kube-controller-manager $K8S_VERSION"
+  need "$KUBECTL" "kubectl $K8S_VERSION"
+  # A free port can be taken between choosing and binding it; try again with new ports.
+  for attempt in 1 2 3; do
+    rm -rf "$dir" && mkdir -p "$dir"
+    start_control_plane_once "$dir" && return 0
+    log "control plane: start attempt $attempt failed"
+    stop_component control-plane
+  done
+  die "control plane did not start (logs were printed above)"
+}
+
+# Self-signed CA plus a leaf for 127.0.0.1 (rustls refuses a CA certificate as a server's).
+make_tls() {
+  local dir="$1"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=sas-operator-testenv-ca \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature,keyEncipherment' \
+    'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 7 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+}
+
+start_azurite() {
+  local component="$1" dir="$STATE/$1" scheme=http key1 key2 extra=()
+  need "$AZURITE" "azurite $AZURITE_VERSION"
+  rm -rf "$dir" && mkdir -p "$dir"
+  : >"$dir/pids"
+  key1=$(random_base64 64)
+  key2=$(random_base64 64)
+  if [[ "$component" == azurite-oauth ]]; then
+    make_tls "$dir"
+    scheme=https
+    extra=(--oauth basic --cert "$dir/server.crt" --key "$dir/server.key")
+  fi
+  # Port 0: Azurite prints the ports the kernel gave it, so there is no race for them.
+  (cd "$dir" && AZURITE_ACCOUNTS="$DEV_ACCOUNT:$DEV_KEY;$SECOND_ACCOUNT:$key1:$key2" \
+    start_daemon "$dir" azurite "$AZURITE" --blobPort 0 --queuePort 0 --tablePort 0 \
+      --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry --silent "${extra[@]}")
+  wait_for "$dir" "azurite" "grep -q 'Table service is successfully listening' '$dir/azurite.log'" \
+    || { stop_component "$component"; die "azurite did not start"; }
+  port() { sed -n "s#.*$1 service is successfully listening at $scheme://127.0.0.1:\([0-9]*\).*#\1#p" "$dir/azurite.log"; }
+  local blob queue table
+  blob=$(port Blob); queue=$(port Queue); table=$(port Table)
+  {
+    echo "AZURITE_BLOB_PORT=$blob"
+    echo "AZURITE_QUEUE_PORT=$queue"
+    echo "AZURITE_TABLE_PORT=$table"
+    echo "AZURITE_BLOB_ENDPOINT=$scheme://127.0.0.1:$blob/$DEV_ACCOUNT"
+    echo "AZURITE_QUEUE_ENDPOINT=$scheme://127.0.0.1:$queue/$DEV_ACCOUNT"
+    echo "AZURITE_TABLE_ENDPOINT=$scheme://127.0.0.1:$table/$DEV_ACCOUNT"
+    echo "AZURITE_ACCOUNT_NAME=$DEV_ACCOUNT"
+    echo "AZURITE_ACCOUNT_KEY=$DEV_KEY"
+    echo "AZURITE_SECOND_ACCOUNT_NAME=$SECOND_ACCOUNT"
+    echo "AZURITE_SECOND_ACCOUNT_KEY1=$key1"
+    echo "AZURITE_SECOND_ACCOUNT_KEY2=$key2"
+    [[ "$scheme" == https ]] && echo "AZURITE_CA_CERT=$dir/ca.crt"
+  } >"$dir/env.tmp"
+  mv "$dir/env.tmp" "$dir/env"
+}
+
+start_component() {
+  local component="$1" started=$SECONDS
+  if running "$component"; then
+    log "$component: already running (state in $STATE/$component)"
+    return
+  fi
+  stop_component "$component" # leftovers of a dead one
+  mkdir -p "$STATE"
+  case "$component" in
+    control-plane) start_control_plane ;;
+    azurite | azurite-oauth) start_azurite "$component" ;;
+    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth)" ;;
+  esac
+  log "$component: ready in $((SECONDS - started)) s"
+}
+
+# env.sh for a shell: `source target/testenv/env.sh`.
+write_env_sh() {
+  local component
+  {
+    echo "# Written by hack/testenv.sh; source it to use the running test environment."
+    for component in control-plane azurite azurite-oauth; do
+      [[ -f "$STATE/$component/env" ]] || continue
+      if [[ "$component" == azurite-oauth ]]; then
+        sed -e 's/^AZURITE_/AZURITE_OAUTH_/' -e 's/^/export /' "$STATE/$component/env"
+      else
+        sed 's/^/export /' "$STATE/$component/env"
+      fi
+    done
+  } >"$STATE/env.sh"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  up)
+    (( $# )) || set -- control-plane azurite
+    for component in "$@"; do start_component "$component"; done
+    write_env_sh
+    log "test environment ready: source $STATE/env.sh"
+    ;;
+  down)
+    (( $# )) || set -- control-plane azurite azurite-oauth
+    for component in "$@"; do stop_component "$component"; done
+    rm -f "$STATE/env.sh"
+    rmdir "$STATE" 2>/dev/null || true
+    ;;
+  serve)
+    (( $# == 1 )) || die "usage: $0 serve COMPONENT"
+    trap 'stop_component "$1"; rmdir "$STATE" 2>/dev/null || true' EXIT
+    trap 'exit 130' INT TERM HUP
+    start_component "$1"
+    echo "READY $STATE/$1/env"
+    exec >/dev/null
+    # The harness holds our stdin open for as long as the test binary lives.
+    while read -r _; do :; done
+    ;;
+  sa-kubeconfig)
+    (( $# == 3 )) || die "usage: $0 sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT"
+    dir="$STATE/control-plane"
+    running control-plane || die "the control plane is not running; run 'make testenv' first"
+    # shellcheck disable=SC1091
+    source "$dir/env"
+    token=$("$KUBECTL" --kubeconfig "$dir/kubeconfig" -n "$1" create token "$2" --duration 24h)
+    write_kubeconfig "$3" "$TESTENV_APISERVER" "$TESTENV_APISERVER_CA" "system:serviceaccount:$1:$2" "$token"
+    ;;
+  *)
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
