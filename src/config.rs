@@ -43,7 +43,11 @@ pub struct RunConfig {
     #[arg(long, env = "SAS_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
     /// Address of the admin server: /metrics, /healthz and /readyz.
-    #[arg(long, env = "SAS_OPERATOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SAS_OPERATOR_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
     pub metrics_address: std::net::SocketAddr,
     /// Elect a leader through a Lease so that only one replica writes (true or false).
     #[arg(long, env = "SAS_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
