@@ -55,4 +55,17 @@ pub struct RunConfig {
     /// Reconciles that may run at once.
     #[arg(long, env = "SAS_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+    /// Address of the admin server: /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "SAS_OPERATOR_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_address: std::net::SocketAddr,
+    /// Elect a leader through a Lease so that only one replica writes (true or false).
+    #[arg(long, env = "SAS_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_election: bool,
+    /// Lease name, namespace, identity and timing of the leader election.
+    #[command(flatten)]
+    pub lease: Box<crate::leader::LeaseArgs>,
 }

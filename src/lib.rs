@@ -2,12 +2,14 @@
 //! keeps them fresh. Everything lives in this library; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod sas;

@@ -1,23 +1,424 @@
-//! Placeholder with the agreed interface; replaced by the metrics implementation.
+//! Prometheus/OpenMetrics metrics of the controller.
+//!
+//! Labels are bounded on purpose: a grant's namespace and name, and for rotations a static
+//! result category. Error text never becomes a label value, so a cardinality explosion (or a
+//! leaked detail) cannot come from an error message.
 
-#[derive(Clone, Default)]
-pub struct Metrics;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the reconcile duration histogram, in seconds: 5 ms to 30 s.
+const RECONCILE_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Upper bounds of the rotation lateness histogram, in seconds: 0.1 s to 1 h.
+const LATENESS_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    namespace: String,
+    name: String,
+}
+
+impl GrantLabels {
+    fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    namespace: String,
+    name: String,
+    result: &'static str,
+}
+
+/// All metrics of one operator process. Cloning is cheap; clones share the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    expiration: Family<GrantLabels, Gauge>,
+    renewal: Family<GrantLabels, Gauge>,
+    ready: Family<GrantLabels, Gauge>,
+    rotations: Family<RotationLabels, Counter>,
+    /// Which result categories each grant has a rotation series for, so that
+    /// [`Metrics::forget_grant`] can remove them all (a family cannot be searched by label).
+    rotation_results: Arc<Mutex<HashMap<GrantLabels, BTreeSet<&'static str>>>>,
+    reconcile_duration: Histogram,
+    rotation_lateness: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics
+        let mut registry = Registry::with_prefix("sas_operator");
+        let expiration = Family::<GrantLabels, Gauge>::default();
+        registry.register_with_unit(
+            "grant_expiration_timestamp",
+            "When the token in the grant's Secret expires (Unix time)",
+            Unit::Seconds,
+            expiration.clone(),
+        );
+        let renewal = Family::<GrantLabels, Gauge>::default();
+        registry.register_with_unit(
+            "grant_renewal_timestamp",
+            "When the grant's token is due to be re-signed (Unix time)",
+            Unit::Seconds,
+            renewal.clone(),
+        );
+        let ready = Family::<GrantLabels, Gauge>::default();
+        registry.register(
+            "grant_ready",
+            "Whether the grant's Ready condition is True (1) or not (0)",
+            ready.clone(),
+        );
+        let rotations = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "rotations",
+            "Token rotations attempted, by result (success or an error category)",
+            rotations.clone(),
+        );
+        let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time spent in one reconcile",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let rotation_lateness = Histogram::new(LATENESS_BUCKETS);
+        registry.register_with_unit(
+            "rotation_lateness",
+            "Time between a rotation's scheduled time and the write of the new token",
+            Unit::Seconds,
+            rotation_lateness.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            expiration,
+            renewal,
+            ready,
+            rotations,
+            rotation_results: Arc::default(),
+            reconcile_duration,
+            rotation_lateness,
+        }
     }
+
+    /// Records when the grant's current token expires and when it will be re-signed.
     pub fn set_grant_schedule(
         &self,
-        _namespace: &str,
-        _name: &str,
-        _expires_at: jiff::Timestamp,
-        _renews_at: jiff::Timestamp,
+        namespace: &str,
+        name: &str,
+        expires_at: jiff::Timestamp,
+        renews_at: jiff::Timestamp,
     ) {
+        let labels = GrantLabels::new(namespace, name);
+        self.expiration
+            .get_or_create(&labels)
+            .set(expires_at.as_second());
+        self.renewal
+            .get_or_create(&labels)
+            .set(renews_at.as_second());
     }
-    pub fn set_ready(&self, _namespace: &str, _name: &str, _ready: bool) {}
-    pub fn record_rotation(&self, _namespace: &str, _name: &str, _result: &'static str) {}
-    pub fn observe_reconcile(&self, _seconds: f64) {}
-    pub fn observe_rotation_lateness(&self, _seconds: f64) {}
-    pub fn forget_grant(&self, _namespace: &str, _name: &str) {}
+
+    pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
+        self.ready
+            .get_or_create(&GrantLabels::new(namespace, name))
+            .set(i64::from(ready));
+    }
+
+    /// Counts one rotation attempt. `result` is `"success"` or a static error category
+    /// (e.g. `"KeySecretNotFound"`), never an error message.
+    pub fn record_rotation(&self, namespace: &str, name: &str, result: &'static str) {
+        let grant = GrantLabels::new(namespace, name);
+        // Hold the index lock while creating the series so forget_grant cannot interleave
+        // and leave a series it does not know about.
+        let mut index = self
+            .rotation_results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        index.entry(grant.clone()).or_default().insert(result);
+        self.rotations
+            .get_or_create(&RotationLabels {
+                namespace: grant.namespace,
+                name: grant.name,
+                result,
+            })
+            .inc();
+    }
+
+    pub fn observe_reconcile(&self, seconds: f64) {
+        if seconds.is_finite() {
+            self.reconcile_duration.observe(seconds.max(0.0));
+        }
+    }
+
+    /// Observes how late a rotation was written: actual write time minus scheduled time.
+    /// A write ahead of schedule (negative lateness) counts as on time (0).
+    pub fn observe_rotation_lateness(&self, seconds: f64) {
+        if seconds.is_finite() {
+            self.rotation_lateness.observe(seconds.max(0.0));
+        }
+    }
+
+    /// Removes every per-grant series of a deleted grant.
+    pub fn forget_grant(&self, namespace: &str, name: &str) {
+        let grant = GrantLabels::new(namespace, name);
+        self.expiration.remove(&grant);
+        self.renewal.remove(&grant);
+        self.ready.remove(&grant);
+        let mut index = self
+            .rotation_results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for result in index.remove(&grant).unwrap_or_default() {
+            self.rotations.remove(&RotationLabels {
+                namespace: grant.namespace.clone(),
+                name: grant.name.clone(),
+                result,
+            });
+        }
+    }
+
+    /// Encodes every metric in the OpenMetrics text format (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(metrics: &Metrics) -> Vec<String> {
+        metrics.encode().lines().map(str::to_owned).collect()
+    }
+
+    fn has_line(metrics: &Metrics, expected: &str) -> bool {
+        lines(metrics).iter().any(|line| line == expected)
+    }
+
+    fn timestamp(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(seconds).unwrap()
+    }
+
+    #[test]
+    fn grant_schedule_is_exported_as_unix_timestamps() {
+        let metrics = Metrics::new();
+        metrics.set_grant_schedule(
+            "apps",
+            "reports",
+            timestamp(1_800_000_000),
+            timestamp(1_799_990_000),
+        );
+        let text = metrics.encode();
+        for expected in [
+            "# TYPE sas_operator_grant_expiration_timestamp_seconds gauge",
+            "# UNIT sas_operator_grant_expiration_timestamp_seconds seconds",
+            r#"sas_operator_grant_expiration_timestamp_seconds{namespace="apps",name="reports"} 1800000000"#,
+            "# TYPE sas_operator_grant_renewal_timestamp_seconds gauge",
+            r#"sas_operator_grant_renewal_timestamp_seconds{namespace="apps",name="reports"} 1799990000"#,
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing {expected:?} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_schedule_replaces_the_old_one() {
+        let metrics = Metrics::new();
+        metrics.set_grant_schedule("apps", "reports", timestamp(100), timestamp(50));
+        metrics.set_grant_schedule("apps", "reports", timestamp(200), timestamp(150));
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_expiration_timestamp_seconds{namespace="apps",name="reports"} 200"#
+        ));
+        assert!(!has_line(
+            &metrics,
+            r#"sas_operator_grant_expiration_timestamp_seconds{namespace="apps",name="reports"} 100"#
+        ));
+    }
+
+    #[test]
+    fn ready_is_one_or_zero() {
+        let metrics = Metrics::new();
+        metrics.set_ready("apps", "good", true);
+        metrics.set_ready("apps", "bad", false);
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_ready{namespace="apps",name="good"} 1"#
+        ));
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_ready{namespace="apps",name="bad"} 0"#
+        ));
+        metrics.set_ready("apps", "bad", true);
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_ready{namespace="apps",name="bad"} 1"#
+        ));
+    }
+
+    #[test]
+    fn rotations_are_counted_per_result() {
+        let metrics = Metrics::new();
+        metrics.record_rotation("apps", "reports", "success");
+        metrics.record_rotation("apps", "reports", "success");
+        metrics.record_rotation("apps", "reports", "KeySecretNotFound");
+        assert!(has_line(&metrics, "# TYPE sas_operator_rotations counter"));
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_rotations_total{namespace="apps",name="reports",result="success"} 2"#
+        ));
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_rotations_total{namespace="apps",name="reports",result="KeySecretNotFound"} 1"#
+        ));
+    }
+
+    #[test]
+    fn reconcile_duration_is_a_histogram_in_seconds() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile(0.02);
+        metrics.observe_reconcile(3.0);
+        for expected in [
+            "# TYPE sas_operator_reconcile_duration_seconds histogram",
+            "sas_operator_reconcile_duration_seconds_sum 3.02",
+            "sas_operator_reconcile_duration_seconds_count 2",
+            r#"sas_operator_reconcile_duration_seconds_bucket{le="0.01"} 0"#,
+            r#"sas_operator_reconcile_duration_seconds_bucket{le="0.025"} 1"#,
+            r#"sas_operator_reconcile_duration_seconds_bucket{le="2.5"} 1"#,
+            r#"sas_operator_reconcile_duration_seconds_bucket{le="5.0"} 2"#,
+            r#"sas_operator_reconcile_duration_seconds_bucket{le="+Inf"} 2"#,
+        ] {
+            assert!(
+                has_line(&metrics, expected),
+                "missing {expected:?} in:\n{}",
+                metrics.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_lateness_buckets_span_a_tenth_of_a_second_to_an_hour() {
+        let metrics = Metrics::new();
+        metrics.observe_rotation_lateness(0.05);
+        metrics.observe_rotation_lateness(3000.0);
+        metrics.observe_rotation_lateness(7200.0);
+        for expected in [
+            "# TYPE sas_operator_rotation_lateness_seconds histogram",
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.1"} 1"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="1800.0"} 1"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="3600.0"} 2"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="+Inf"} 3"#,
+            "sas_operator_rotation_lateness_seconds_count 3",
+        ] {
+            assert!(
+                has_line(&metrics, expected),
+                "missing {expected:?} in:\n{}",
+                metrics.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn early_rotation_counts_as_on_time_and_nonsense_is_ignored() {
+        let metrics = Metrics::new();
+        metrics.observe_rotation_lateness(-5.0);
+        metrics.observe_rotation_lateness(f64::NAN);
+        metrics.observe_reconcile(f64::INFINITY);
+        assert!(has_line(
+            &metrics,
+            "sas_operator_rotation_lateness_seconds_sum 0.0"
+        ));
+        assert!(has_line(
+            &metrics,
+            "sas_operator_rotation_lateness_seconds_count 1"
+        ));
+        assert!(has_line(
+            &metrics,
+            "sas_operator_reconcile_duration_seconds_count 0"
+        ));
+    }
+
+    #[test]
+    fn forgetting_a_grant_removes_all_its_series_and_only_its_series() {
+        let metrics = Metrics::new();
+        for name in ["gone", "kept"] {
+            metrics.set_grant_schedule("apps", name, timestamp(100), timestamp(50));
+            metrics.set_ready("apps", name, true);
+            metrics.record_rotation("apps", name, "success");
+            metrics.record_rotation("apps", name, "SecretNotOwned");
+        }
+        metrics.forget_grant("apps", "gone");
+        let text = metrics.encode();
+        assert!(
+            !text.contains(r#"name="gone""#),
+            "series of a forgotten grant remain:\n{text}"
+        );
+        assert_eq!(
+            text.matches(r#"name="kept""#).count(),
+            5,
+            "series of the other grant:\n{text}"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_grant_that_comes_back_starts_from_zero() {
+        let metrics = Metrics::new();
+        metrics.record_rotation("apps", "reports", "success");
+        metrics.forget_grant("apps", "reports");
+        metrics.record_rotation("apps", "reports", "success");
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_rotations_total{namespace="apps",name="reports",result="success"} 1"#
+        ));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.set_ready("apps", "a\"b", true);
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_ready{namespace="apps",name="a\"b"} 1"#
+        ));
+    }
+
+    #[test]
+    fn clones_share_series_and_output_ends_with_eof() {
+        let metrics = Metrics::new();
+        metrics.clone().set_ready("apps", "reports", true);
+        assert!(has_line(
+            &metrics,
+            r#"sas_operator_grant_ready{namespace="apps",name="reports"} 1"#
+        ));
+        assert_eq!(lines(&metrics).last().map(String::as_str), Some("# EOF"));
+    }
 }
