@@ -290,8 +290,14 @@ shift || true
 case "$cmd" in
   up)
     (( $# )) || set -- control-plane azurite
-    for component in "$@"; do start_component "$component"; done
+    # Components are independent: start them side by side.
+    started=$SECONDS waits=()
+    for component in "$@"; do start_component "$component" & waits+=("$!"); done
+    failed=0
+    for pid in "${waits[@]}"; do wait "$pid" || failed=1; done
+    (( failed == 0 )) || die "the test environment did not start (see above); 'make testenv-down' cleans up"
     write_env_sh
+    log "test environment up in $((SECONDS - started)) s"
     log "test environment ready: source $STATE/env.sh"
     ;;
   down)
