@@ -68,17 +68,19 @@ stop_component() {
   local dir="$STATE/$1" pid name pids=()
   [[ -d "$dir" ]] || return 0
   if [[ -f "$dir/pids" ]]; then
-    # The data is thrown away, so a graceful stop buys nothing: one second, then SIGKILL
-    # (a graceful kube-apiserver stop can take seconds waiting on an etcd that is also going).
-    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$dir/pids"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 10); do
+    # The data is thrown away, so a graceful stop buys nothing (and a graceful kube-apiserver
+    # stop takes seconds): SIGKILL, then wait until the kernel has released them.
+    # A recorded pid may have been reused (e.g. after a reboot): only take ours.
+    while read -r pid name; do
+      grep -qa -- "$name" "/proc/$pid/cmdline" 2>/dev/null && pids+=("$pid")
+    done <"$dir/pids"
+    for pid in "${pids[@]+"${pids[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
       local left=0
-      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      for pid in "${pids[@]+"${pids[@]}"}"; do alive "$pid" && left=1; done
       (( left )) || break
       sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   fi
   rm -rf "$dir"
 }
