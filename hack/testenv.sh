@@ -233,7 +233,7 @@ start_azurite() {
   (cd "$dir" && AZURITE_ACCOUNTS="$DEV_ACCOUNT:$DEV_KEY;$SECOND_ACCOUNT:$key1:$key2" \
     start_daemon "$dir" azurite "$AZURITE" --blobPort 0 --queuePort 0 --tablePort 0 \
       --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry --silent "${extra[@]}")
-  wait_for "$dir" "azurite" "grep -q 'Table service is successfully listening' '$dir/azurite.log'" \
+  wait_for "$dir" "azurite" "(( \$(grep -c 'service is successfully listening' '$dir/azurite.log') >= 3 ))" \
     || { stop_component "$component"; die "azurite did not start"; }
   port() { sed -n "s#.*$1 service is successfully listening at $scheme://127.0.0.1:\([0-9]*\).*#\1#p" "$dir/azurite.log"; }
   local blob queue table
@@ -250,7 +250,7 @@ start_azurite() {
     echo "AZURITE_SECOND_ACCOUNT_NAME=$SECOND_ACCOUNT"
     echo "AZURITE_SECOND_ACCOUNT_KEY1=$key1"
     echo "AZURITE_SECOND_ACCOUNT_KEY2=$key2"
-    [[ "$scheme" == https ]] && echo "AZURITE_CA_CERT=$dir/ca.crt"
+    if [[ "$scheme" == https ]]; then echo "AZURITE_CA_CERT=$dir/ca.crt"; fi
   } >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"
 }
