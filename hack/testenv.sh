@@ -68,17 +68,19 @@ stop_component() {
   local dir="$STATE/$1" pid name pids=()
   [[ -d "$dir" ]] || return 0
   if [[ -f "$dir/pids" ]]; then
-    # The data is thrown away, so a graceful stop buys nothing: one second, then SIGKILL
-    # (a graceful kube-apiserver stop can take seconds waiting on an etcd that is also going).
-    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$dir/pids"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 10); do
+    # The data is thrown away, so a graceful stop buys nothing (and a graceful kube-apiserver
+    # stop takes seconds): SIGKILL, then wait until the kernel has released them.
+    # A recorded pid may have been reused (e.g. after a reboot): only take ours.
+    while read -r pid name; do
+      grep -qa -- "$name" "/proc/$pid/cmdline" 2>/dev/null && pids+=("$pid")
+    done <"$dir/pids"
+    for pid in "${pids[@]+"${pids[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
       local left=0
-      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      for pid in "${pids[@]+"${pids[@]}"}"; do alive "$pid" && left=1; done
       (( left )) || break
       sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   fi
   rm -rf "$dir"
 }
@@ -231,7 +233,7 @@ start_azurite() {
   (cd "$dir" && AZURITE_ACCOUNTS="$DEV_ACCOUNT:$DEV_KEY;$SECOND_ACCOUNT:$key1:$key2" \
     start_daemon "$dir" azurite "$AZURITE" --blobPort 0 --queuePort 0 --tablePort 0 \
       --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry --silent "${extra[@]}")
-  wait_for "$dir" "azurite" "grep -q 'Table service is successfully listening' '$dir/azurite.log'" \
+  wait_for "$dir" "azurite" "(( \$(grep -c 'service is successfully listening' '$dir/azurite.log') >= 3 ))" \
     || { stop_component "$component"; die "azurite did not start"; }
   port() { sed -n "s#.*$1 service is successfully listening at $scheme://127.0.0.1:\([0-9]*\).*#\1#p" "$dir/azurite.log"; }
   local blob queue table
@@ -248,7 +250,7 @@ start_azurite() {
     echo "AZURITE_SECOND_ACCOUNT_NAME=$SECOND_ACCOUNT"
     echo "AZURITE_SECOND_ACCOUNT_KEY1=$key1"
     echo "AZURITE_SECOND_ACCOUNT_KEY2=$key2"
-    [[ "$scheme" == https ]] && echo "AZURITE_CA_CERT=$dir/ca.crt"
+    if [[ "$scheme" == https ]]; then echo "AZURITE_CA_CERT=$dir/ca.crt"; fi
   } >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"
 }
@@ -290,8 +292,14 @@ shift || true
 case "$cmd" in
   up)
     (( $# )) || set -- control-plane azurite
-    for component in "$@"; do start_component "$component"; done
+    # Components are independent: start them side by side.
+    started=$SECONDS waits=()
+    for component in "$@"; do start_component "$component" & waits+=("$!"); done
+    failed=0
+    for pid in "${waits[@]}"; do wait "$pid" || failed=1; done
+    (( failed == 0 )) || die "the test environment did not start (see above); 'make testenv-down' cleans up"
     write_env_sh
+    log "test environment up in $((SECONDS - started)) s"
     log "test environment ready: source $STATE/env.sh"
     ;;
   down)

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::azure::account_sas;
-use common::{azurite, azurite_oauth, control_plane, test_namespace};
+use common::{azurite, azurite_oauth, control_plane, eventually, test_namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -336,21 +336,14 @@ async fn audit_log_records_who_did_what() {
     };
     // The ResponseComplete event is written just after the response: poll briefly for it.
     let path = control_plane().apiserver_audit_log_path();
-    let event = tokio::time::timeout(WAIT, async {
-        loop {
-            let log = std::fs::read_to_string(path).unwrap_or_default();
-            let found = log
-                .lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .find(is_our_create);
-            if let Some(event) = found {
-                return event;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let event = eventually("the ConfigMap creation in the audit log", WAIT, || async {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(is_our_create)
     })
-    .await
-    .expect("the ConfigMap creation appears in the audit log");
+    .await;
     assert_eq!(event["user"]["username"], "admin");
     assert_eq!(event["responseStatus"]["code"], 201);
 }

@@ -15,3 +15,22 @@ pub use azurite::{
     Azurite, AzuriteAccount, AzuriteEndpoints, AzuriteOauth, azurite, azurite_oauth,
 };
 pub use control_plane::{ControlPlane, control_plane, test_namespace};
+
+/// Polls `check` every 100 ms until it returns `Some`, and returns that value; panics naming
+/// `what` after `timeout`. For conditions the watch-based `kube::runtime::wait` cannot express.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
