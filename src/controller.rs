@@ -3,7 +3,10 @@
 //! Secrets are watched as metadata only: the operator never holds the data of Secrets in
 //! memory, and GETs just the key Secret a grant references and the target Secret it owns.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
@@ -19,44 +22,198 @@ use kube::{
     },
 };
 
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, Readiness};
 use crate::config::RunConfig;
 use crate::crd::SasGrant;
 use crate::error::Error;
+use crate::leader::{LeaderElection, LeaderElectionConfig, LeaderGuard};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
 
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the operator until SIGTERM/SIGINT, or until leadership is lost: that is an error, so
+/// Kubernetes restarts the pod as a fresh candidate and two replicas never write at once.
 pub async fn run(config: RunConfig) -> Result<(), Error> {
     let client = Client::try_default().await?;
     ensure_crd_installed(&client).await?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::default();
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop.clone()));
+
+    // Bind first so that a taken port fails the start rather than a probe later.
+    let listener = TcpListener::bind(config.metrics_address)
+        .await
+        .map_err(|err| {
+            Error::Config(format!(
+                "cannot listen on {}: {err}",
+                config.metrics_address
+            ))
+        })?;
+    let admin = tokio::spawn(admin::serve_on(
+        listener,
+        metrics.clone(),
+        readiness.clone(),
+        stopped(stopping.clone()),
+    ));
+
+    let election = LeaderElectionConfig::from_run_config(&config, client.default_namespace())
+        .map_err(|err| Error::Config(err.to_string()))?;
+    let leadership = match election {
+        Some(election) => {
+            // A standby is healthy and ready: it serves probes and metrics, and a rollout must
+            // not wait for it to lead.
+            readiness.set_ready();
+            let candidate = LeaderElection::new(client.clone(), election);
+            let guard = tokio::select! {
+                guard = candidate.acquire() => guard?,
+                () = stopped(stopping.clone()) => return finish(admin, &stop).await,
+            };
+            readiness.set_not_ready();
+            Some((stop_when_lost(&guard, &stop), guard))
+        }
+        None => None,
+    };
+
     let reporter = Reporter {
         controller: "sas-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Recorder::new(client.clone(), reporter),
+        recorder,
         config.clock_skew,
-        Metrics::new(),
+        metrics,
     ));
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    tracing::info!(namespaces = ?config.namespaces, "starting sas-operator controller");
-    future::join_all(
-        scopes
-            .into_iter()
-            .map(|scope| run_scope(client.clone(), scope, ctx.clone(), config.concurrency)),
-    )
+    tracing::info!(namespaces = ?config.namespaces, "starting the controller");
+    let all_synced = AllSynced::new(scopes.len(), readiness.clone());
+    future::join_all(scopes.into_iter().map(|scope| {
+        let shutdown = stopped(stopping.clone());
+        run_scope(
+            client.clone(),
+            scope,
+            ctx.clone(),
+            config.concurrency,
+            shutdown,
+            all_synced.clone(),
+        )
+    }))
     .await;
     tracing::info!("controller stopped");
-    Ok(())
+
+    if let Some((lost, guard)) = leadership {
+        if lost.load(Ordering::SeqCst) {
+            let _ = finish(admin, &stop).await;
+            return Err(Error::LeadershipLost);
+        }
+        guard.release().await;
+    }
+    finish(admin, &stop).await
+}
+
+/// Stops everything when leadership is lost; the returned flag tells a loss from a shutdown.
+fn stop_when_lost(guard: &LeaderGuard, stop: &watch::Sender<bool>) -> Arc<AtomicBool> {
+    let lost = guard.lost();
+    let stop = stop.clone();
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        lost.await;
+        if !*stop.borrow() {
+            set.store(true, Ordering::SeqCst);
+            tracing::error!("lost leadership; stopping so that no two replicas write");
+        }
+        let _ = stop.send(true);
+    });
+    flag
+}
+
+/// Marks the operator ready once every scope's cache has synced.
+#[derive(Clone)]
+struct AllSynced {
+    remaining: Arc<AtomicUsize>,
+    readiness: Readiness,
+}
+
+impl AllSynced {
+    fn new(scopes: usize, readiness: Readiness) -> Self {
+        AllSynced {
+            remaining: Arc::new(AtomicUsize::new(scopes)),
+            readiness,
+        }
+    }
+
+    async fn wait_for(self, store: Store<SasGrant>) {
+        if store.wait_until_ready().await.is_ok()
+            && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            self.readiness.set_ready();
+            tracing::info!("caches synced; ready");
+        }
+    }
+}
+
+/// Stops the admin server and waits for it.
+async fn finish(
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: &watch::Sender<bool>,
+) -> Result<(), Error> {
+    let _ = stop.send(true);
+    match admin.await {
+        Ok(Err(err)) => Err(Error::Config(format!("admin server failed: {err}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A future that resolves once `stopping` turns true (Send + Sync, as kube's graceful
+/// shutdown requires).
+fn stopped(
+    mut stopping: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let (done, wait) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        let _ = done.send(());
+    });
+    async move {
+        let _ = wait.await;
+    }
+}
+
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    let _ = stop.send(true);
 }
 
 /// One controller over one namespace (or all of them).
-async fn run_scope(client: Client, namespace: Option<String>, ctx: Arc<Context>, concurrency: u16) {
+async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    all_synced: AllSynced,
+) {
     let (grants, secrets) = match &namespace {
         Some(ns) => (
             Api::<SasGrant>::namespaced(client.clone(), ns),
@@ -74,6 +231,8 @@ async fn run_scope(client: Client, namespace: Option<String>, ctx: Arc<Context>,
                 .debounce(std::time::Duration::from_millis(500)),
         );
     let store = controller.store();
+    tokio::spawn(all_synced.wait_for(store.clone()));
+    tokio::spawn(forget_deleted_grants(store.clone(), ctx.metrics.clone()));
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let secret_events =
         watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
@@ -81,7 +240,7 @@ async fn run_scope(client: Client, namespace: Option<String>, ctx: Arc<Context>,
         .watches_stream(secret_events, move |secret| {
             grants_touched_by(&store, &secret)
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| {
             if let Err(err) = result {
@@ -90,6 +249,25 @@ async fn run_scope(client: Client, namespace: Option<String>, ctx: Arc<Context>,
             future::ready(())
         })
         .await;
+}
+
+/// Drops the per-grant metric series of grants that no longer exist. Deletion needs no
+/// finalizer (the Secret goes by garbage collection), so reconcile never sees it.
+async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
+    let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let current: HashSet<(String, String)> = store
+            .state()
+            .iter()
+            .map(|grant| (grant.namespace().unwrap_or_default(), grant.name_any()))
+            .collect();
+        for (namespace, name) in known.difference(&current) {
+            metrics.forget_grant(namespace, name);
+        }
+        known = current;
+    }
 }
 
 /// The grants a Secret change concerns: the grant owning it (a target Secret) and every grant

@@ -16,6 +16,8 @@ pub const DEFAULT_VALIDITY: &str = "8h";
 pub const DEFAULT_KEY_NAME: &str = "key1";
 
 /// A grant of a shared access signature, signed into a Secret and re-signed before it expires.
+// Each printcolumn(...) repeats `type_`/`priority`; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sas-operator.io",

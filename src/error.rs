@@ -27,6 +27,12 @@ pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    #[error("lost the leader lease")]
+    LeadershipLost,
+
     #[error("the SasGrant CRD is not installed: run `sas-operator crd | kubectl apply -f -`")]
     CrdNotInstalled,
 }
@@ -43,6 +49,8 @@ impl Error {
             Error::SecretNotOwned { .. } => "SecretNotOwned",
             Error::Kube(_) => "KubernetesApiError",
             Error::CrdNotInstalled => "CrdNotInstalled",
+            Error::Config(_) => "InvalidConfiguration",
+            Error::LeadershipLost => "LeadershipLost",
         }
     }
 
