@@ -539,6 +539,8 @@ const UD_20201206_SIG: &str = "f/QwR4UMrb+HMbij6qMYr5c0Lv/nTTNdCyQ2VcMrqzw=";
 const UD_20201206_STS: &str = "rw\n2030-01-02T03:04:05Z\n2030-02-03T04:05:06Z\n/blob/acct1/photos/cat.jpg\n11111111-1111-1111-1111-111111111111\n22222222-2222-2222-2222-222222222222\n2030-01-01T00:00:00Z\n2030-01-08T00:00:00Z\nb\n2020-12-06\n\n\n\n10.0.0.1\n\n2020-12-06\nb\n\nscope-1\n\n\n\n\n";
 const UD_20250705_SIG: &str = "n0H+IlzvfNzKfH+qt+sOvDNQdakUiRFICdVl+Cy7+6o=";
 const UD_20250705_STS: &str = "r\n\n2030-02-03T04:05:06Z\n/blob/acct1/photos/cat.jpg\n11111111-1111-1111-1111-111111111111\n22222222-2222-2222-2222-222222222222\n2030-01-01T00:00:00Z\n2030-01-08T00:00:00Z\nb\n2025-07-05\n\n\n\n33333333-3333-3333-3333-333333333333\n44444444-4444-4444-4444-444444444444\n\n\n2025-07-05\nb\n\n\n\n\n\n\n";
+const UD_20260406_SIG: &str = "gImpHGbLjhPe8H5mWVSC9JqcsjZSFT7Ef/op3L7BXbE=";
+const UD_20260406_STS: &str = "r\n\n2030-02-03T04:05:06Z\n/blob/acct1/photos/cat.jpg\n11111111-1111-1111-1111-111111111111\n22222222-2222-2222-2222-222222222222\n2030-01-01T00:00:00Z\n2030-01-08T00:00:00Z\nb\n2026-04-06\n\n\n\n\n\n\n\n2026-04-06\nb\n\n\nx-ms-meta-a:1\nx-ms-foo:b:c\n\n\ncomp:list\n\n\n\n\n";
 const QUEUE_20190202_SIG: &str = "VEYCVZoYEVou+cvmp6Eq7n/F5lq4vT0rgFMWXeuPNOQ=";
 const QUEUE_20190202_STS: &str =
     "raup\n2030-01-02T03:04:05Z\n2030-02-03T04:05:06Z\n/queue/acct1/jobs\nqpol\n\n\n2019-02-02";
@@ -807,4 +809,16 @@ fn file_sas_2015_04_05_matches_js() {
         FILE_20150405_SIG,
         FILE_20150405_STS,
     );
+}
+
+#[test]
+fn user_delegation_sas_2026_04_06_signs_required_headers_and_query() {
+    let mut p = with_version(params(blob("photos", "cat.jpg"), "r"), "2026-04-06");
+    p.delegation.request_headers = vec![
+        ("x-ms-meta-a".into(), "1".into()),
+        ("x-ms-foo".into(), "b:c".into()),
+    ];
+    p.delegation.request_query = vec![("comp".into(), "list".into())];
+    let key = user_delegation_key("2026-04-06", None);
+    check_signature("ud_20260406", &p, &key, UD_20260406_SIG, UD_20260406_STS);
 }

@@ -66,7 +66,7 @@ pub struct SignArgs {
     pub account_name: Option<String>,
     /// Base64 account key. Prefer the environment variable, which stays out of `ps` and history.
     #[arg(long, env = "AZURE_STORAGE_KEY", hide_env_values = true)]
-    pub account_key: Option<String>,
+    pub account_key: Option<SecretString>,
     /// JSON file with a user delegation key (signedOid, signedTid, signedStart, signedExpiry,
     /// signedService, signedVersion, optional signedDelegatedUserTid, value); used instead of
     /// the account key.
@@ -186,6 +186,30 @@ pub struct SignArgs {
     /// Service endpoint for `url`/`json` output; default https://{account}.{service}.core.windows.net.
     #[arg(long)]
     pub endpoint: Option<String>,
+}
+
+/// A flag value that must never be printed: its `Debug` is redacted.
+#[derive(Clone)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretString {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(SecretString(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Why `sign` could not produce a token. Messages name the flag and never contain a key.
@@ -396,7 +420,7 @@ pub fn params_from_args(args: &SignArgs) -> Result<(SasParams, SigningKey), CliE
     // A user delegation key file wins over an account key, which may come from the environment.
     let key = match (&args.user_delegation_key, &args.account_key) {
         (Some(path), _) => SigningKey::UserDelegation(read_user_delegation_key(path)?),
-        (None, Some(encoded)) => SigningKey::Account(AccountKey::from_base64(encoded)?),
+        (None, Some(encoded)) => SigningKey::Account(AccountKey::from_base64(encoded.expose())?),
         (None, None) => return Err(CliError::MissingKey),
     };
     Ok((params, key))
@@ -661,6 +685,13 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn debug_output_of_the_flags_hides_the_account_key() {
+        let debug = format!("{:?}", args(&["queue"]));
+        assert!(debug.contains("account_key: Some(<redacted>)"), "{debug}");
+        assert!(!debug.contains(KEY));
     }
 
     #[test]

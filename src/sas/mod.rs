@@ -150,8 +150,8 @@ pub enum SigningKey {
     UserDelegation(UserDelegationKey),
 }
 
-/// A signed token and the facts callers report about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signed token and the facts callers report about it. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sas {
     /// The query string without a leading `?`.
     pub token: String,
@@ -159,6 +159,17 @@ pub struct Sas {
     pub permissions: Option<String>,
     pub version: String,
     pub expiry: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for Sas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sas")
+            .field("token", &"<redacted>")
+            .field("permissions", &self.permissions)
+            .field("version", &self.version)
+            .field("expiry", &self.expiry)
+            .finish()
+    }
 }
 
 /// The newest signed version the tests prove.

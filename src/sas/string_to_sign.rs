@@ -755,6 +755,16 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_a_signed_sas_hides_the_token() {
+        let sas = sign(&params(blob()), &account_key()).unwrap();
+        let debug = format!("{sas:?}");
+        assert!(
+            debug.contains("<redacted>") && !debug.contains("sig="),
+            "{debug}"
+        );
+    }
+
+    #[test]
     fn signing_is_deterministic() {
         let p = params(blob());
         assert_eq!(

@@ -63,10 +63,14 @@ impl<'a> SignedVersion<'a> {
                 .iter()
                 .enumerate()
                 .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
-        if !well_formed || text.parse::<jiff::civil::Date>().is_err() {
+        if !well_formed {
             return Err(unsupported());
         }
         let ordinal = ordinal_of(text);
+        let (year, month, day) = (ordinal / 10000, (ordinal / 100) % 100, ordinal % 100);
+        if jiff::civil::Date::new(year as i16, month as i8, day as i8).is_err() {
+            return Err(unsupported());
+        }
         if ordinal < ordinal_of(OLDEST_VERSION) || ordinal > ordinal_of(super::NEWEST_VERSION) {
             return Err(unsupported());
         }
