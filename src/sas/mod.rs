@@ -3,22 +3,63 @@
 //! PUBLIC CONTRACT used by the CLI and the controller. The signer's owner may add items and
 //! submodules, but must keep these names and shapes (or update every caller).
 
+mod encoding;
+mod error;
+mod key;
+mod permissions;
+mod string_to_sign;
+mod url;
+mod validate;
+mod version;
+
 use jiff::Timestamp;
+
+pub use encoding::encode as percent_encode;
+pub use error::SasError;
+pub use key::AccountKey;
+pub use permissions::{
+    PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
+};
+pub use url::{default_endpoint, resource_url};
+pub use version::OLDEST_VERSION;
 
 /// What a SAS grants access to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     /// Account SAS. `services`: letters of `bqtf`; `resource_types`: letters of `sco` (any order).
-    Account { services: String, resource_types: String },
-    Container { container: String },
+    Account {
+        services: String,
+        resource_types: String,
+    },
+    Container {
+        container: String,
+    },
     /// `snapshot` gives sr=bs, `version_id` sr=bv; both absent: sr=b. At most one of them.
-    Blob { container: String, blob: String, snapshot: Option<String>, version_id: Option<String> },
+    Blob {
+        container: String,
+        blob: String,
+        snapshot: Option<String>,
+        version_id: Option<String>,
+    },
     /// sr=d; `sdd` is derived from the number of path segments.
-    Directory { container: String, path: String },
-    Share { share: String },
-    File { share: String, path: String },
-    Queue { queue: String },
-    Table { table: String, key_range: TableKeyRange },
+    Directory {
+        container: String,
+        path: String,
+    },
+    Share {
+        share: String,
+    },
+    File {
+        share: String,
+        path: String,
+    },
+    Queue {
+        queue: String,
+    },
+    Table {
+        table: String,
+        key_range: TableKeyRange,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,12 +100,12 @@ pub struct ResponseHeaders {
 /// Fields only a user delegation SAS carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DelegationExtras {
-    pub authorized_user_object_id: Option<String>,   // saoid
+    pub authorized_user_object_id: Option<String>, // saoid
     pub unauthorized_user_object_id: Option<String>, // suoid
-    pub correlation_id: Option<String>,              // scid
-    pub delegated_user_object_id: Option<String>,    // sduoid
-    pub request_headers: Vec<(String, String)>,      // srh
-    pub request_query: Vec<(String, String)>,        // srq
+    pub correlation_id: Option<String>,            // scid
+    pub delegated_user_object_id: Option<String>,  // sduoid
+    pub request_headers: Vec<(String, String)>,    // srh
+    pub request_query: Vec<(String, String)>,      // srq
 }
 
 /// Everything that goes into one SAS except the key.
@@ -90,28 +131,6 @@ pub struct SasParams {
     pub delegation: DelegationExtras,
 }
 
-/// A decoded account key. Its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccountKey(Vec<u8>);
-
-impl std::fmt::Debug for AccountKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccountKey(<redacted>)")
-    }
-}
-
-impl AccountKey {
-    /// Decodes a base64 account key. The error never contains the input.
-    pub fn from_base64(encoded: &str) -> Result<Self, SasError> {
-        let _ = encoded;
-        todo!("signer owner implements")
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// The fields of Get User Delegation Key's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserDelegationKey {
@@ -131,8 +150,8 @@ pub enum SigningKey {
     UserDelegation(UserDelegationKey),
 }
 
-/// A signed token and the facts callers report about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signed token and the facts callers report about it. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sas {
     /// The query string without a leading `?`.
     pub token: String,
@@ -142,45 +161,61 @@ pub struct Sas {
     pub expiry: Option<Timestamp>,
 }
 
-/// The newest signed version the tests prove.
-pub const NEWEST_VERSION: &str = "2026-10-06";
-
-/// Why a SAS could not be signed. Messages name the offending field and never contain a key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SasError {
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl SasError {
-    /// A static, low-cardinality name for metrics and Events.
-    pub fn category(&self) -> &'static str {
-        "InvalidSasRequest"
+impl std::fmt::Debug for Sas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sas")
+            .field("token", &"<redacted>")
+            .field("permissions", &self.permissions)
+            .field("version", &self.version)
+            .field("expiry", &self.expiry)
+            .finish()
     }
 }
 
+/// The newest signed version the tests prove.
+pub const NEWEST_VERSION: &str = "2026-10-06";
+
 /// Signs `params` with `key`.
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
-    let _ = (params, key);
-    todo!("signer owner implements")
+    let prepared = string_to_sign::prepare(params, key)?;
+    // Sized for the common case so neither buffer grows.
+    let mut message = String::with_capacity(256);
+    prepared.write_string_to_sign(&mut message);
+    let mut signature = String::with_capacity(44);
+    prepared
+        .key
+        .push_signature(message.as_bytes(), &mut signature);
+    let mut token = message;
+    token.clear();
+    prepared.write_token(&mut token, &signature);
+    Ok(Sas {
+        token,
+        permissions: prepared.permissions.map(|p| p.as_str().to_owned()),
+        version: prepared.version.as_str().to_owned(),
+        expiry: prepared.expiry_time,
+    })
+}
+
+/// The exact string `sign` would HMAC for `params` and `key` (for tests and debugging; it holds
+/// no key material).
+pub fn string_to_sign(params: &SasParams, key: &SigningKey) -> Result<String, SasError> {
+    let prepared = string_to_sign::prepare(params, key)?;
+    let mut message = String::with_capacity(256);
+    prepared.write_string_to_sign(&mut message);
+    Ok(message)
 }
 
 impl Resource {
     /// The service this resource lives in; `None` for an account SAS.
     pub fn service(&self) -> Option<Service> {
-        todo!("signer owner implements")
+        match self {
+            Resource::Account { .. } => None,
+            Resource::Container { .. } | Resource::Blob { .. } | Resource::Directory { .. } => {
+                Some(Service::Blob)
+            }
+            Resource::Share { .. } | Resource::File { .. } => Some(Service::File),
+            Resource::Queue { .. } => Some(Service::Queue),
+            Resource::Table { .. } => Some(Service::Table),
+        }
     }
-}
-
-/// `https://{account}.{service}.core.windows.net`
-pub fn default_endpoint(account: &str, service: Service) -> String {
-    let _ = (account, service);
-    todo!("signer owner implements")
-}
-
-/// The resource's URL under a service endpoint (no trailing `/` on `endpoint`), with path
-/// segments percent-encoded; for an account SAS, the endpoint itself.
-pub fn resource_url(endpoint: &str, resource: &Resource) -> String {
-    let _ = (endpoint, resource);
-    todo!("signer owner implements")
 }
