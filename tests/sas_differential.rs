@@ -330,29 +330,17 @@ impl Generator {
         (start, Self::format_time(expiry))
     }
 
+    /// One address, or an ordered range `start-end` (start <= end).
     fn ip(&mut self) -> String {
-        let a = [
-            self.rng.range(1, 223),
-            self.rng.below(256),
-            self.rng.below(256),
-            self.rng.below(256),
-        ];
-        let single = format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+        let start =
+            (self.rng.range(1, 223) as u32) << 24 | (self.rng.next_u64() as u32 & 0x00FF_FFFF);
+        let dotted = |ip: u32| std::net::Ipv4Addr::from(ip).to_string();
         if self.rng.chance(50) {
-            return single;
+            return dotted(start);
         }
-        let last = self.rng.range(a[3], 255);
-        let third = self.rng.range(a[2], 255);
-        let end = if self.rng.chance(50) {
-            format!("{}.{}.{}.{}", a[0], a[1], a[2], last)
-        } else {
-            format!("{}.{}.{}.{}", a[0], a[1], third, self.rng.below(256))
-        };
-        if end == single {
-            single
-        } else {
-            format!("{single}-{end}")
-        }
+        let width = if self.rng.chance(50) { 256 } else { 1 << 20 };
+        let end = start.saturating_add((self.rng.next_u64() % width) as u32 + 1);
+        format!("{}-{}", dotted(start), dotted(end))
     }
 
     fn guid(&mut self) -> String {
