@@ -113,6 +113,8 @@ struct Case {
     /// The CLI is run without `--sas-version` (its default must be [`NEWEST_SV`]); the oracle
     /// still gets the version explicitly.
     cli_omits_version: bool,
+    /// `--protocol https` is given to the CLI as az's shorthand `--https-only`.
+    cli_uses_https_only: bool,
     key_via: KeyVia,
 }
 
@@ -129,7 +131,7 @@ impl Case {
     /// The case as printed on a mismatch: keys replaced by `<key>`.
     fn describe(&self) -> String {
         let mut out = format!(
-            "case {} kind={} oracle={:?} key-via={}{}\n",
+            "case {} kind={} oracle={:?} key-via={}{}{}\n",
             self.id,
             self.kind,
             self.oracle,
@@ -140,6 +142,11 @@ impl Case {
             },
             if self.cli_omits_version {
                 " (CLI run without --sas-version)"
+            } else {
+                ""
+            },
+            if self.cli_uses_https_only {
+                " (CLI given --https-only)"
             } else {
                 ""
             },
@@ -201,6 +208,10 @@ impl Generator {
         } else {
             KeyVia::Flag
         };
+        let cli_uses_https_only = flags
+            .iter()
+            .any(|(n, v)| *n == "--protocol" && v == "https")
+            && self.rng.chance(40);
         let id = self.cases.len();
         self.cases.push(Case {
             id,
@@ -208,6 +219,7 @@ impl Generator {
             oracle,
             flags,
             cli_omits_version,
+            cli_uses_https_only,
             key_via,
         });
     }
@@ -934,6 +946,9 @@ fn run_cli(case: &Case, scratch: &Path) -> Result<String, String> {
     for (name, value) in &case.flags {
         match (*name, value) {
             ("--sas-version", _) if case.cli_omits_version => {}
+            ("--protocol", _) if case.cli_uses_https_only => {
+                command.arg("--https-only");
+            }
             ("--account-key", Value::String(key)) if case.key_via == KeyVia::Env => {
                 command.env("AZURE_STORAGE_KEY", key);
             }
@@ -1107,10 +1122,16 @@ fn cli_tokens_match_azure_sdks_for_seeded_random_cases() {
         total >= MINIMUM_TOTAL_CASES,
         "only {total} cases, want at least {MINIMUM_TOTAL_CASES}"
     );
+    let count = |keep: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| keep(c)).count();
     eprintln!(
-        "seed {seed}: {total} cases ({} Python whole-token, {} JS signature), per kind {compared:?}",
+        "seed {seed}: {total} cases ({} Python whole-token, {} JS signature), per kind {compared:?}; \
+         CLI variants: {} key from AZURE_STORAGE_KEY, {} default sv, {} --https-only, {} user delegation",
         python_cases.len(),
-        js_cases.len()
+        js_cases.len(),
+        count(&|c| c.key_via == KeyVia::Env && c.flags.iter().any(|(n, _)| *n == "--account-key")),
+        count(&|c| c.cli_omits_version),
+        count(&|c| c.cli_uses_https_only),
+        count(&|c| c.flags.iter().any(|(n, _)| *n == "--user-delegation-key")),
     );
     assert!(
         mismatches.is_empty(),
