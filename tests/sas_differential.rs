@@ -113,6 +113,8 @@ struct Case {
     /// The CLI is run without `--sas-version` (its default must be [`NEWEST_SV`]); the oracle
     /// still gets the version explicitly.
     cli_omits_version: bool,
+    /// `--protocol https` is given to the CLI as az's shorthand `--https-only`.
+    cli_uses_https_only: bool,
     key_via: KeyVia,
 }
 
@@ -129,7 +131,7 @@ impl Case {
     /// The case as printed on a mismatch: keys replaced by `<key>`.
     fn describe(&self) -> String {
         let mut out = format!(
-            "case {} kind={} oracle={:?} key-via={}{}\n",
+            "case {} kind={} oracle={:?} key-via={}{}{}\n",
             self.id,
             self.kind,
             self.oracle,
@@ -140,6 +142,11 @@ impl Case {
             },
             if self.cli_omits_version {
                 " (CLI run without --sas-version)"
+            } else {
+                ""
+            },
+            if self.cli_uses_https_only {
+                " (CLI given --https-only)"
             } else {
                 ""
             },
@@ -201,6 +208,10 @@ impl Generator {
         } else {
             KeyVia::Flag
         };
+        let cli_uses_https_only = flags
+            .iter()
+            .any(|(n, v)| *n == "--protocol" && v == "https")
+            && self.rng.chance(40);
         let id = self.cases.len();
         self.cases.push(Case {
             id,
@@ -208,6 +219,7 @@ impl Generator {
             oracle,
             flags,
             cli_omits_version,
+            cli_uses_https_only,
             key_via,
         });
     }
@@ -330,29 +342,17 @@ impl Generator {
         (start, Self::format_time(expiry))
     }
 
+    /// One address, or an ordered range `start-end` (start <= end).
     fn ip(&mut self) -> String {
-        let a = [
-            self.rng.range(1, 223),
-            self.rng.below(256),
-            self.rng.below(256),
-            self.rng.below(256),
-        ];
-        let single = format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+        let start =
+            (self.rng.range(1, 223) as u32) << 24 | (self.rng.next_u64() as u32 & 0x00FF_FFFF);
+        let dotted = |ip: u32| std::net::Ipv4Addr::from(ip).to_string();
         if self.rng.chance(50) {
-            return single;
+            return dotted(start);
         }
-        let last = self.rng.range(a[3], 255);
-        let third = self.rng.range(a[2], 255);
-        let end = if self.rng.chance(50) {
-            format!("{}.{}.{}.{}", a[0], a[1], a[2], last)
-        } else {
-            format!("{}.{}.{}.{}", a[0], a[1], third, self.rng.below(256))
-        };
-        if end == single {
-            single
-        } else {
-            format!("{single}-{end}")
-        }
+        let width = if self.rng.chance(50) { 256 } else { 1 << 20 };
+        let end = start.saturating_add((self.rng.next_u64() % width) as u32 + 1);
+        format!("{}-{}", dotted(start), dotted(end))
     }
 
     fn guid(&mut self) -> String {
@@ -946,6 +946,9 @@ fn run_cli(case: &Case, scratch: &Path) -> Result<String, String> {
     for (name, value) in &case.flags {
         match (*name, value) {
             ("--sas-version", _) if case.cli_omits_version => {}
+            ("--protocol", _) if case.cli_uses_https_only => {
+                command.arg("--https-only");
+            }
             ("--account-key", Value::String(key)) if case.key_via == KeyVia::Env => {
                 command.env("AZURE_STORAGE_KEY", key);
             }
@@ -1119,10 +1122,16 @@ fn cli_tokens_match_azure_sdks_for_seeded_random_cases() {
         total >= MINIMUM_TOTAL_CASES,
         "only {total} cases, want at least {MINIMUM_TOTAL_CASES}"
     );
+    let count = |keep: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| keep(c)).count();
     eprintln!(
-        "seed {seed}: {total} cases ({} Python whole-token, {} JS signature), per kind {compared:?}",
+        "seed {seed}: {total} cases ({} Python whole-token, {} JS signature), per kind {compared:?}; \
+         CLI variants: {} key from AZURE_STORAGE_KEY, {} default sv, {} --https-only, {} user delegation",
         python_cases.len(),
-        js_cases.len()
+        js_cases.len(),
+        count(&|c| c.key_via == KeyVia::Env && c.flags.iter().any(|(n, _)| *n == "--account-key")),
+        count(&|c| c.cli_omits_version),
+        count(&|c| c.cli_uses_https_only),
+        count(&|c| c.flags.iter().any(|(n, _)| *n == "--user-delegation-key")),
     );
     assert!(
         mismatches.is_empty(),
