@@ -188,3 +188,34 @@ async fn a_forbidden_lease_is_an_error_not_an_endless_wait() {
         Ok(_) => panic!("acquired a lease without RBAC for it"),
     }
 }
+
+#[tokio::test]
+async fn of_candidates_racing_for_a_new_lease_exactly_one_leads() {
+    let client = control_plane().client().await;
+    let namespace = test_namespace(&client, "leader-race").await;
+    let racers: Vec<_> = ["one", "two", "three"]
+        .into_iter()
+        .map(|identity| {
+            let election = candidate(&client, &namespace, identity);
+            tokio::spawn(async move {
+                timeout(LEASE_DURATION, election.acquire())
+                    .await
+                    .ok()
+                    .map(|guard| guard.expect("acquire"))
+            })
+        })
+        .collect();
+
+    // Keep every guard alive until the end, so a winner cannot hand over mid-test.
+    let mut guards = Vec::new();
+    for racer in racers {
+        guards.extend(racer.await.unwrap());
+    }
+    let leaders: Vec<&str> = guards.iter().map(LeaderGuard::identity).collect();
+
+    assert_eq!(leaders.len(), 1, "leaders: {leaders:?}");
+    assert_eq!(
+        holder(&client, &namespace).await.as_deref(),
+        Some(leaders[0])
+    );
+}
