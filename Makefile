@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test tools testenv testenv-down lint fmt crds bench demo
+.PHONY: all build test tools testenv testenv-down lint fmt crds bench demo demo-down
 
 all: build
 
@@ -39,3 +39,10 @@ crds:
 
 bench:
 	$(CARGO) bench
+
+## The local demo: control plane, Azurite, the operator, examples/, and a blob round trip.
+demo:
+	hack/demo.sh
+
+demo-down:
+	hack/demo.sh down

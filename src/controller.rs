@@ -152,9 +152,17 @@ impl AllSynced {
     }
 
     async fn wait_for(self, store: Store<SasGrant>) {
-        if store.wait_until_ready().await.is_ok()
-            && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
-        {
+        // kube-runtime's readiness signal keeps only the last waiter's waker, and the
+        // controller itself waits on it too; re-poll with a timeout so this task sees it.
+        loop {
+            let wait = std::time::Duration::from_millis(250);
+            match tokio::time::timeout(wait, store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_writer_dropped)) => return,
+                Err(_elapsed) => continue,
+            }
+        }
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.readiness.set_ready();
             tracing::info!("caches synced; ready");
         }

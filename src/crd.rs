@@ -50,7 +50,7 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
         json_path = ".status.secretName",
         priority = "1"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Age",
         type_ = "date",

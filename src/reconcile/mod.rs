@@ -68,8 +68,11 @@ impl Context {
         }
     }
 
+    /// Now, in whole seconds: SAS times have second precision, and `expiresAt` must equal the
+    /// token's `se` exactly.
     fn now(&self) -> Timestamp {
-        (self.clock)()
+        let now = (self.clock)();
+        Timestamp::from_second(now.as_second()).unwrap_or(now)
     }
 
     fn record_failure(&self, uid: &str) -> u32 {
