@@ -178,19 +178,16 @@ pub const NEWEST_VERSION: &str = "2026-10-06";
 /// Signs `params` with `key`.
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
     let prepared = string_to_sign::prepare(params, key)?;
-    // Sized for the common case so neither buffer grows.
-    let mut message = String::with_capacity(256);
-    prepared.write_string_to_sign(&mut message);
-    let mut signature = String::with_capacity(44);
-    prepared
-        .key
-        .push_signature(message.as_bytes(), &mut signature);
-    let mut token = message;
-    token.clear();
-    prepared.write_token(&mut token, &signature);
+    // Sized for the common case so the buffer rarely grows; the token reuses it.
+    let mut buffer = String::with_capacity(384);
+    prepared.write_string_to_sign(&mut buffer);
+    let signature = prepared.key.signature(buffer.as_bytes());
+    buffer.clear();
+    prepared.write_token(&mut buffer, &signature);
+    let token = buffer;
     Ok(Sas {
         token,
-        permissions: prepared.permissions.map(|p| p.as_str().to_owned()),
+        permissions: prepared.permissions.map(|p| p.to_owned_string()),
         version: prepared.version.as_str().to_owned(),
         expiry: prepared.expiry_time,
     })
