@@ -121,7 +121,8 @@ pub struct SasParams {
     /// `a.b.c.d` or `a.b.c.d-e.f.g.h`.
     pub ip: Option<String>,
     pub protocol: Option<Protocol>,
-    /// Signed version `sv`; `None` means [`NEWEST_VERSION`].
+    /// Signed version `sv`; `None` means [`NEWEST_VERSION`], or [`TABLE_DEFAULT_VERSION`] for a
+    /// table SAS.
     pub version: Option<String>,
     /// Stored access policy id (`si`).
     pub policy_id: Option<String>,
@@ -174,6 +175,10 @@ impl std::fmt::Debug for Sas {
 
 /// The newest signed version the tests prove.
 pub const NEWEST_VERSION: &str = "2026-10-06";
+
+/// The default `sv` of a table SAS: the version Azure's table SDKs (azure-data-tables) sign
+/// with, and the newest the Table service documents; the table layout is the same in every sv.
+pub const TABLE_DEFAULT_VERSION: &str = "2019-02-02";
 
 /// Signs `params` with `key`.
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {

@@ -13,7 +13,7 @@ use super::permissions::{
 use super::version::{SignedVersion, floor};
 use super::{
     AccountKey, DelegationExtras, NEWEST_VERSION, Protocol, Resource, SasError, SasParams,
-    SigningKey, UserDelegationKey, validate,
+    SigningKey, TABLE_DEFAULT_VERSION, UserDelegationKey, validate,
 };
 
 /// Which string-to-sign family a SAS belongs to.
@@ -79,7 +79,11 @@ pub(super) fn prepare<'a>(
     params: &'a SasParams,
     key: &'a SigningKey,
 ) -> Result<Prepared<'a>, SasError> {
-    let version = SignedVersion::parse(params.version.as_deref().unwrap_or(NEWEST_VERSION))?;
+    let default_version = match params.resource {
+        Resource::Table { .. } => TABLE_DEFAULT_VERSION,
+        _ => NEWEST_VERSION,
+    };
+    let version = SignedVersion::parse(params.version.as_deref().unwrap_or(default_version))?;
     validate::account_name(&params.account_name)?;
 
     let (key, delegation) = match key {
@@ -1094,6 +1098,17 @@ mod tests {
             string_to_sign(&p, &account_key()).unwrap(),
             string_to_sign(&params(blob()), &account_key()).unwrap()
         );
+    }
+
+    #[test]
+    fn table_sas_defaults_to_the_table_sdk_version() {
+        let p = params(Resource::Table {
+            table: "MyTable".into(),
+            key_range: TableKeyRange::default(),
+        });
+        let sas = sign(&p, &account_key()).unwrap();
+        assert_eq!(sas.version, TABLE_DEFAULT_VERSION);
+        assert!(sas.token.contains("&sv=2019-02-02&"));
     }
 
     #[test]
