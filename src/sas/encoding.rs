@@ -112,18 +112,17 @@ impl SasTime {
             return Err(SasError::TimeOutOfRange { field });
         }
         let mut text = *b"0000-00-00T00:00:00Z";
-        let mut put = |at: usize, width: usize, mut value: u32| {
-            for index in (at..at + width).rev() {
-                text[index] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
+        let mut put_two = |at: usize, value: u32| {
+            text[at] = b'0' + (value / 10) as u8;
+            text[at + 1] = b'0' + (value % 10) as u8;
         };
-        put(0, 4, year as u32);
-        put(5, 2, month);
-        put(8, 2, day);
-        put(11, 2, (second_of_day / 3600) as u32);
-        put(14, 2, (second_of_day / 60 % 60) as u32);
-        put(17, 2, (second_of_day % 60) as u32);
+        put_two(0, year as u32 / 100);
+        put_two(2, year as u32 % 100);
+        put_two(5, month);
+        put_two(8, day);
+        put_two(11, (second_of_day / 3600) as u32);
+        put_two(14, (second_of_day / 60 % 60) as u32);
+        put_two(17, (second_of_day % 60) as u32);
         Ok(SasTime(text))
     }
 
