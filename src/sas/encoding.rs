@@ -4,32 +4,91 @@ use jiff::Timestamp;
 
 use super::SasError;
 
-/// Whether Python's `quote(value, safe='/')` leaves `byte` as is: ASCII letters, digits,
+/// Bytes Python's `quote(value, safe='/')` leaves as they are: ASCII letters, digits,
 /// `_ . - ~` and `/`.
-fn is_kept(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-' | b'~' | b'/')
+static KEPT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut index = 0;
+    while index < 256 {
+        let byte = index as u8;
+        table[index] =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-' | b'~' | b'/');
+        index += 1;
+    }
+    table
+};
+
+/// `%00%01...%FF`: the escape of byte `b` is `ESCAPES[3 * b..3 * b + 3]` (a `&str` slice, so
+/// escaping is one copy rather than three pushes).
+const ESCAPES: &str = "\
+    %00%01%02%03%04%05%06%07%08%09%0A%0B%0C%0D%0E%0F%10%11%12%13%14%15%16%17%18%19%1A%1B%1C%1D%1E%1F\
+    %20%21%22%23%24%25%26%27%28%29%2A%2B%2C%2D%2E%2F%30%31%32%33%34%35%36%37%38%39%3A%3B%3C%3D%3E%3F\
+    %40%41%42%43%44%45%46%47%48%49%4A%4B%4C%4D%4E%4F%50%51%52%53%54%55%56%57%58%59%5A%5B%5C%5D%5E%5F\
+    %60%61%62%63%64%65%66%67%68%69%6A%6B%6C%6D%6E%6F%70%71%72%73%74%75%76%77%78%79%7A%7B%7C%7D%7E%7F\
+    %80%81%82%83%84%85%86%87%88%89%8A%8B%8C%8D%8E%8F%90%91%92%93%94%95%96%97%98%99%9A%9B%9C%9D%9E%9F\
+    %A0%A1%A2%A3%A4%A5%A6%A7%A8%A9%AA%AB%AC%AD%AE%AF%B0%B1%B2%B3%B4%B5%B6%B7%B8%B9%BA%BB%BC%BD%BE%BF\
+    %C0%C1%C2%C3%C4%C5%C6%C7%C8%C9%CA%CB%CC%CD%CE%CF%D0%D1%D2%D3%D4%D5%D6%D7%D8%D9%DA%DB%DC%DD%DE%DF\
+    %E0%E1%E2%E3%E4%E5%E6%E7%E8%E9%EA%EB%EC%ED%EE%EF%F0%F1%F2%F3%F4%F5%F6%F7%F8%F9%FA%FB%FC%FD%FE%FF";
+
+fn push_escaped(out: &mut String, byte: u8) {
+    let at = 3 * byte as usize;
+    out.push_str(&ESCAPES[at..at + 3]);
 }
 
 /// Appends `value` percent-encoded exactly as the Python SDK encodes SAS query values
 /// (UTF-8 bytes, uppercase hex).
 pub fn push_encoded(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = value.as_bytes();
     let mut run_start = 0;
     for (index, &byte) in bytes.iter().enumerate() {
-        if is_kept(byte) {
+        if KEPT[byte as usize] {
             continue;
         }
         // A kept run is ASCII, so a non-empty run starts and ends on char boundaries.
         if run_start < index {
             out.push_str(&value[run_start..index]);
         }
-        out.push('%');
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0xF) as usize] as char);
+        push_escaped(out, byte);
         run_start = index + 1;
     }
-    out.push_str(&value[run_start..]);
+    if run_start < bytes.len() {
+        out.push_str(&value[run_start..]);
+    }
+}
+
+/// A value written raw into the string-to-sign and percent-encoded into the token.
+pub trait FieldValue {
+    fn is_empty(&self) -> bool;
+    fn push_raw(&self, out: &mut String);
+    fn push_encoded(&self, out: &mut String);
+}
+
+impl FieldValue for &str {
+    fn is_empty(&self) -> bool {
+        str::is_empty(self)
+    }
+
+    fn push_raw(&self, out: &mut String) {
+        out.push_str(self);
+    }
+
+    fn push_encoded(&self, out: &mut String) {
+        push_encoded(out, self);
+    }
+}
+
+impl FieldValue for &String {
+    fn is_empty(&self) -> bool {
+        String::is_empty(self)
+    }
+
+    fn push_raw(&self, out: &mut String) {
+        out.push_str(self);
+    }
+
+    fn push_encoded(&self, out: &mut String) {
+        push_encoded(out, self);
+    }
 }
 
 /// `value` percent-encoded like [`push_encoded`].
@@ -46,24 +105,24 @@ pub struct SasTime([u8; 20]);
 
 impl SasTime {
     pub fn new(field: &'static str, time: Timestamp) -> Result<Self, SasError> {
-        let civil = jiff::tz::Offset::UTC.to_datetime(time);
-        let year = civil.year();
+        let seconds = floor_second(time);
+        let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
         if !(1..=9999).contains(&year) {
             return Err(SasError::TimeOutOfRange { field });
         }
         let mut text = *b"0000-00-00T00:00:00Z";
-        let mut put = |at: usize, width: usize, mut value: u32| {
-            for index in (at..at + width).rev() {
-                text[index] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
+        let mut put_two = |at: usize, value: u32| {
+            text[at] = b'0' + (value / 10) as u8;
+            text[at + 1] = b'0' + (value % 10) as u8;
         };
-        put(0, 4, year as u32);
-        put(5, 2, civil.month() as u32);
-        put(8, 2, civil.day() as u32);
-        put(11, 2, civil.hour() as u32);
-        put(14, 2, civil.minute() as u32);
-        put(17, 2, civil.second() as u32);
+        put_two(0, year as u32 / 100);
+        put_two(2, year as u32 % 100);
+        put_two(5, month);
+        put_two(8, day);
+        put_two(11, (second_of_day / 3600) as u32);
+        put_two(14, (second_of_day / 60 % 60) as u32);
+        put_two(17, (second_of_day % 60) as u32);
         Ok(SasTime(text))
     }
 
@@ -73,22 +132,81 @@ impl SasTime {
     }
 }
 
+impl FieldValue for SasTime {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn push_raw(&self, out: &mut String) {
+        out.push_str(self.as_str());
+    }
+
+    /// Only the two `:` need escaping, and they sit at fixed positions.
+    fn push_encoded(&self, out: &mut String) {
+        let text = self.as_str();
+        out.push_str(&text[..13]);
+        out.push_str("%3A");
+        out.push_str(&text[14..16]);
+        out.push_str("%3A");
+        out.push_str(&text[17..]);
+    }
+}
+
 impl std::fmt::Debug for SasTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
+/// Whole seconds since the Unix epoch, rounded down (jiff keeps sub-seconds signed).
+pub fn floor_second(time: Timestamp) -> i64 {
+    time.as_second() - i64::from(time.subsec_nanosecond() < 0)
+}
+
 /// `time` with sub-seconds dropped: the instant a SAS actually carries.
 pub fn truncate_to_second(time: Timestamp) -> Timestamp {
-    // Floor, like the civil time `SasTime` prints (jiff keeps sub-seconds signed).
-    let second = time.as_second() - i64::from(time.subsec_nanosecond() < 0);
-    Timestamp::from_second(second).unwrap_or(time)
+    Timestamp::from_second(floor_second(time)).unwrap_or(time)
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`); a hand-rolled conversion because it is on the signing hot path.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_table_covers_every_byte() {
+        for byte in 0..=255u8 {
+            let at = 3 * byte as usize;
+            assert_eq!(&ESCAPES[at..at + 3], format!("%{byte:02X}"));
+        }
+    }
+
+    #[test]
+    fn sas_time_token_form_escapes_both_colons() {
+        let time = SasTime::new("se", "2030-01-02T03:04:05Z".parse().unwrap()).unwrap();
+        let mut out = String::new();
+        time.push_encoded(&mut out);
+        assert_eq!(out, "2030-01-02T03%3A04%3A05Z");
+    }
 
     #[test]
     fn keeps_unreserved_characters_and_slash() {
@@ -133,6 +251,32 @@ mod tests {
             SasTime::new("st", time).unwrap_err(),
             SasError::TimeOutOfRange { field: "st" }
         );
+    }
+
+    #[test]
+    fn civil_conversion_agrees_with_jiff_across_the_range() {
+        // Every 7919th day from year 1 to 9999, plus the edges.
+        let first = "0001-01-01T00:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_second()
+            / 86_400;
+        // jiff's latest timestamp is late on 9999-12-30 (UTC).
+        let last = "9999-12-30T00:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_second()
+            / 86_400;
+        let days = (first..=last).step_by(7919).chain([first, -1, 0, 1, last]);
+        for day in days {
+            let time = Timestamp::from_second(day * 86_400 + 3_599).unwrap();
+            let expected = jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", time).unwrap();
+            assert_eq!(
+                SasTime::new("t", time).unwrap().as_str(),
+                expected,
+                "day {day}"
+            );
+        }
     }
 
     #[test]

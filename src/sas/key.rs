@@ -67,9 +67,44 @@ impl AccountKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Appends base64(HMAC-SHA256(message)) to `out`.
-    pub fn push_signature(&self, message: &[u8], out: &mut String) {
-        STANDARD.encode_string(self.hmac_sha256(message), out);
+    /// base64(HMAC-SHA256(message)), held inline.
+    pub fn signature(&self, message: &[u8]) -> Signature {
+        let mut text = [0u8; 44];
+        let written = STANDARD
+            .encode_slice(self.hmac_sha256(message), &mut text)
+            .expect("44 bytes hold the base64 of 32 bytes");
+        debug_assert_eq!(written, 44);
+        Signature(text)
+    }
+}
+
+/// A SAS signature: 44 base64 characters. Its `Debug` never shows them.
+pub struct Signature([u8; 44]);
+
+impl Signature {
+    fn as_str(&self) -> &str {
+        // base64 output is ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signature(<redacted>)")
+    }
+}
+
+impl super::encoding::FieldValue for &Signature {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn push_raw(&self, out: &mut String) {
+        out.push_str(self.as_str());
+    }
+
+    fn push_encoded(&self, out: &mut String) {
+        super::encoding::push_encoded(out, self.as_str());
     }
 }
 
@@ -91,10 +126,14 @@ mod tests {
 
     #[test]
     fn signature_is_standard_base64_with_padding() {
+        use crate::sas::encoding::FieldValue;
         let key = AccountKey::from_base64("SmVmZQ==").unwrap();
-        let mut out = String::new();
-        key.push_signature(b"what do ya want for nothing?", &mut out);
-        assert_eq!(out, "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
+        let signature = key.signature(b"what do ya want for nothing?");
+        let (mut raw, mut encoded) = (String::new(), String::new());
+        (&signature).push_raw(&mut raw);
+        (&signature).push_encoded(&mut encoded);
+        assert_eq!(raw, "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
+        assert_eq!(encoded, "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM%3D");
     }
 
     #[test]

@@ -121,7 +121,8 @@ pub struct SasParams {
     /// `a.b.c.d` or `a.b.c.d-e.f.g.h`.
     pub ip: Option<String>,
     pub protocol: Option<Protocol>,
-    /// Signed version `sv`; `None` means [`NEWEST_VERSION`].
+    /// Signed version `sv`; `None` means [`NEWEST_VERSION`], or [`TABLE_DEFAULT_VERSION`] for a
+    /// table SAS.
     pub version: Option<String>,
     /// Stored access policy id (`si`).
     pub policy_id: Option<String>,
@@ -175,22 +176,23 @@ impl std::fmt::Debug for Sas {
 /// The newest signed version the tests prove.
 pub const NEWEST_VERSION: &str = "2026-10-06";
 
+/// The default `sv` of a table SAS: the version Azure's table SDKs (azure-data-tables) sign
+/// with, and the newest the Table service documents; the table layout is the same in every sv.
+pub const TABLE_DEFAULT_VERSION: &str = "2019-02-02";
+
 /// Signs `params` with `key`.
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
     let prepared = string_to_sign::prepare(params, key)?;
-    // Sized for the common case so neither buffer grows.
-    let mut message = String::with_capacity(256);
-    prepared.write_string_to_sign(&mut message);
-    let mut signature = String::with_capacity(44);
-    prepared
-        .key
-        .push_signature(message.as_bytes(), &mut signature);
-    let mut token = message;
-    token.clear();
-    prepared.write_token(&mut token, &signature);
+    // Sized for the common case so the buffer rarely grows; the token reuses it.
+    let mut buffer = String::with_capacity(384);
+    prepared.write_string_to_sign(&mut buffer);
+    let signature = prepared.key.signature(buffer.as_bytes());
+    buffer.clear();
+    prepared.write_token(&mut buffer, &signature);
+    let token = buffer;
     Ok(Sas {
         token,
-        permissions: prepared.permissions.map(|p| p.as_str().to_owned()),
+        permissions: prepared.permissions.map(|p| p.to_owned_string()),
         version: prepared.version.as_str().to_owned(),
         expiry: prepared.expiry_time,
     })

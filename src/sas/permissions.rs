@@ -91,6 +91,25 @@ impl Letters {
     pub fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
         self.buf[..self.len as usize].iter().copied()
     }
+
+    pub fn to_owned_string(self) -> String {
+        self.bytes().map(char::from).collect()
+    }
+}
+
+impl super::encoding::FieldValue for Letters {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_raw(&self, out: &mut String) {
+        out.extend(self.bytes().map(char::from));
+    }
+
+    /// Letters are unreserved characters: the token carries them as they are.
+    fn push_encoded(&self, out: &mut String) {
+        self.push_raw(out);
+    }
 }
 
 impl std::fmt::Debug for Letters {
@@ -108,9 +127,13 @@ fn canonicalize(
 ) -> Result<Letters, SasError> {
     let mut seen = 0u32;
     for letter in input.chars() {
-        match order.find(letter) {
-            Some(index) if letter.is_ascii() => seen |= 1 << index,
-            _ => return Err(reject(letter)),
+        let index = letter
+            .is_ascii()
+            .then(|| order.bytes().position(|b| b == letter as u8))
+            .flatten();
+        match index {
+            Some(index) => seen |= 1 << index,
+            None => return Err(reject(letter)),
         }
     }
     let mut letters = Letters {

@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::encoding::{SasTime, push_encoded, truncate_to_second};
+use super::encoding::{FieldValue, SasTime, floor_second, push_encoded, truncate_to_second};
+use super::key::Signature;
 use super::permissions::{
     Letters, PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
     permission_floor,
@@ -12,7 +13,7 @@ use super::permissions::{
 use super::version::{SignedVersion, floor};
 use super::{
     AccountKey, DelegationExtras, NEWEST_VERSION, Protocol, Resource, SasError, SasParams,
-    SigningKey, UserDelegationKey, validate,
+    SigningKey, TABLE_DEFAULT_VERSION, UserDelegationKey, validate,
 };
 
 /// Which string-to-sign family a SAS belongs to.
@@ -78,7 +79,11 @@ pub(super) fn prepare<'a>(
     params: &'a SasParams,
     key: &'a SigningKey,
 ) -> Result<Prepared<'a>, SasError> {
-    let version = SignedVersion::parse(params.version.as_deref().unwrap_or(NEWEST_VERSION))?;
+    let default_version = match params.resource {
+        Resource::Table { .. } => TABLE_DEFAULT_VERSION,
+        _ => NEWEST_VERSION,
+    };
+    let version = SignedVersion::parse(params.version.as_deref().unwrap_or(default_version))?;
     validate::account_name(&params.account_name)?;
 
     let (key, delegation) = match key {
@@ -132,7 +137,7 @@ pub(super) fn prepare<'a>(
         .map(|t| SasTime::new("expiry", t))
         .transpose()?;
     if let (Some(s), Some(e)) = (params.start, params.expiry)
-        && truncate_to_second(e) <= truncate_to_second(s)
+        && floor_second(e) <= floor_second(s)
     {
         return Err(SasError::ExpiryNotAfterStart);
     }
@@ -421,9 +426,10 @@ fn check_request_fields(field: &'static str, pairs: &[(String, String)]) -> Resu
 }
 
 /// One string-to-sign line: the raw value (or nothing) and `\n`.
-fn line(out: &mut String, value: Option<&str>) {
+#[inline]
+fn line<V: FieldValue>(out: &mut String, value: Option<V>) {
     if let Some(value) = value {
-        out.push_str(value);
+        value.push_raw(out);
     }
     out.push('\n');
 }
@@ -476,14 +482,14 @@ impl Prepared<'_> {
     /// Writes the string-to-sign for this SAS's layout and version into `out`.
     pub(super) fn write_string_to_sign(&self, out: &mut String) {
         let v = self.version;
-        let permissions = self.permissions.as_ref().map(Letters::as_str);
+        let permissions = self.permissions;
         if self.layout == Layout::Account {
             line(out, Some(self.account));
             line(out, permissions);
-            line(out, self.services.as_ref().map(Letters::as_str));
-            line(out, self.resource_types.as_ref().map(Letters::as_str));
-            line(out, self.start.as_ref().map(SasTime::as_str));
-            line(out, self.expiry.as_ref().map(SasTime::as_str));
+            line(out, self.services);
+            line(out, self.resource_types);
+            line(out, self.start);
+            line(out, self.expiry);
             line(out, self.ip);
             line(out, self.protocol);
             line(out, Some(v.as_str()));
@@ -495,8 +501,8 @@ impl Prepared<'_> {
         }
 
         line(out, permissions);
-        line(out, self.start.as_ref().map(SasTime::as_str));
-        line(out, self.expiry.as_ref().map(SasTime::as_str));
+        line(out, self.start);
+        line(out, self.expiry);
         self.canonical_resource(out);
         match self.delegation {
             Some((udk, extras)) => {
@@ -559,11 +565,11 @@ impl Prepared<'_> {
 
     /// Writes the token (without `?`) in the Python SDK's parameter order; `signature` is the
     /// base64 HMAC.
-    pub(super) fn write_token(&self, out: &mut String, signature: &str) {
+    pub(super) fn write_token(&self, out: &mut String, signature: &Signature) {
         let mut token = Token(out);
-        token.param("st", self.start.as_ref().map(SasTime::as_str));
-        token.param("se", self.expiry.as_ref().map(SasTime::as_str));
-        token.param("sp", self.permissions.as_ref().map(Letters::as_str));
+        token.param("st", self.start);
+        token.param("se", self.expiry);
+        token.param("sp", self.permissions);
         token.param("sip", self.ip);
         token.param("spr", self.protocol);
         token.param("sv", Some(self.version.as_str()));
@@ -571,8 +577,8 @@ impl Prepared<'_> {
         let sduoid = extras.and_then(|e| present(&e.delegated_user_object_id));
         match self.layout {
             Layout::Account => {
-                token.param("ss", self.services.as_ref().map(Letters::as_str));
-                token.param("srt", self.resource_types.as_ref().map(Letters::as_str));
+                token.param("ss", self.services);
+                token.param("srt", self.resource_types);
                 token.param("ses", self.encryption_scope);
             }
             Layout::Blob => {
@@ -647,10 +653,10 @@ impl Token<'_> {
         self.0.push('=');
     }
 
-    fn param(&mut self, name: &str, value: Option<&str>) {
+    fn param<V: FieldValue>(&mut self, name: &str, value: Option<V>) {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             self.start(name);
-            push_encoded(self.0, value);
+            value.push_encoded(self.0);
         }
     }
 
@@ -1092,6 +1098,17 @@ mod tests {
             string_to_sign(&p, &account_key()).unwrap(),
             string_to_sign(&params(blob()), &account_key()).unwrap()
         );
+    }
+
+    #[test]
+    fn table_sas_defaults_to_the_table_sdk_version() {
+        let p = params(Resource::Table {
+            table: "MyTable".into(),
+            key_range: TableKeyRange::default(),
+        });
+        let sas = sign(&p, &account_key()).unwrap();
+        assert_eq!(sas.version, TABLE_DEFAULT_VERSION);
+        assert!(sas.token.contains("&sv=2019-02-02&"));
     }
 
     #[test]

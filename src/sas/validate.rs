@@ -98,7 +98,8 @@ pub fn table_name(name: &str) -> Result<(), SasError> {
 
 /// Blob names: 1-1024 characters.
 pub fn blob_name(name: &str) -> Result<(), SasError> {
-    if name.is_empty() || name.chars().count() > 1024 {
+    // Byte length bounds the char count, so counting chars is only needed for long names.
+    if name.is_empty() || (name.len() > 1024 && name.chars().count() > 1024) {
         return Err(invalid("blob", name, "must be 1 to 1024 characters long"));
     }
     Ok(())

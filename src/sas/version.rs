@@ -50,6 +50,13 @@ impl<'a> SignedVersion<'a> {
     /// Parses `YYYY-MM-DD` and checks it is a real date from [`OLDEST_VERSION`] to
     /// [`super::NEWEST_VERSION`].
     pub fn parse(text: &'a str) -> Result<Self, SasError> {
+        // The default version is the common case; skip re-validating it.
+        if text == super::NEWEST_VERSION {
+            return Ok(SignedVersion {
+                text,
+                ordinal: ordinal_of(super::NEWEST_VERSION),
+            });
+        }
         let unsupported = || SasError::UnsupportedVersion {
             version: text.to_owned(),
             oldest: OLDEST_VERSION,
