@@ -631,3 +631,16 @@ fn help_never_shows_the_key_from_the_environment() {
         "help must not show AZURE_STORAGE_KEY's value"
     );
 }
+
+#[test]
+fn an_unknown_flag_is_one_line_and_exit_code_two() {
+    assert_fails_with(
+        &sign(&blob_args(&["--bogus"]), Some(KEY)),
+        "unexpected argument '--bogus'",
+    );
+}
+
+#[test]
+fn a_missing_kind_names_the_argument_on_one_line() {
+    assert_fails_with(&sign(&[], Some(KEY)), "not provided: <KIND>");
+}

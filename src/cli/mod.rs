@@ -10,7 +10,10 @@ use crate::config::{Cli, Command};
 
 /// Entry point of the binary: parse flags, dispatch, map failures to exit codes.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     match cli.command {
         Command::Sign(args) => sign::run(*args),
         Command::Crd => {
@@ -35,4 +38,35 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Help and version print as clap renders them; any other parse error is one line on stderr
+/// and exit code 2, like every other bad input.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let rendered = err.render().to_string();
+    let mut lines = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let mut line = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_string();
+    // "the following required arguments were not provided:" names them on the next line.
+    if line.ends_with(':')
+        && let Some(detail) = lines.next()
+    {
+        line = format!("{line} {detail}");
+    }
+    eprintln!("{line}");
+    ExitCode::from(2)
 }
