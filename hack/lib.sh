@@ -24,3 +24,61 @@ with_heartbeat() {
   done
   wait "$pid"
 }
+
+# Builds Kubernetes commands (e.g. kube-apiserver, kubectl) at K8S_VERSION from the Go module
+# proxy into OUT_BIN. k8s.io/kubernetes requires its staging modules at v0.0.0 through
+# `replace` lines that Go ignores in a dependency, so a wrapper module re-states those replaces
+# at the matching published version (v0.Y.Z for v1.Y.Z). Existing binaries are kept.
+#   build_kubernetes OUT_BIN CMD...
+build_kubernetes() {
+  local out_bin="$1"; shift
+  local missing=() cmd
+  for cmd in "$@"; do [[ -x "$out_bin/$cmd" ]] || missing+=("$cmd"); done
+  (( ${#missing[@]} )) || return 0
+  command -v go >/dev/null || die "go is not installed; it is needed to build ${missing[*]} $K8S_VERSION"
+  (
+    export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
+    local work gomod go_line godebug_line staging_version minor ldflags m
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    staging_version="v0.${K8S_VERSION#v1.}"
+    log "kubernetes $K8S_VERSION: reading k8s.io/kubernetes go.mod from the module proxy"
+    gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@$K8S_VERSION from the Go module proxy"
+    go_line="$(grep -m1 '^go ' "$gomod")"
+    godebug_line="$(grep -m1 '^godebug ' "$gomod" || true)"
+    mapfile -t staging < <(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
+    (( ${#staging[@]} > 20 )) || die "found only ${#staging[@]} staging modules in $gomod"
+    {
+      echo "module sas-operator.local/kubebuild"
+      echo
+      echo "$go_line"
+      [[ -n "$godebug_line" ]] && echo "$godebug_line"
+      echo
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo
+      echo "replace ("
+      for m in "${staging[@]}"; do echo "	$m => $m $staging_version"; done
+      echo ")"
+    } > "$work/go.mod"
+
+    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+    ldflags="-s -w"
+    for m in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $m.gitVersion=$K8S_VERSION -X $m.gitMajor=1 -X $m.gitMinor=$minor"
+    done
+
+    cd "$work"
+    log "kubernetes $K8S_VERSION: resolving modules (first time: a few minutes)"
+    with_heartbeat "resolve modules" go list -deps "${missing[@]/#/k8s.io/kubernetes/cmd/}" >/dev/null
+    mkdir -p "$out_bin"
+    for cmd in "${missing[@]}"; do
+      log "kubernetes $K8S_VERSION: building $cmd (first time on 2 cores: minutes)"
+      with_heartbeat "build $cmd" go build -trimpath -ldflags "$ldflags" -o "$work/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+      # Same filesystem move: a reader never sees a half-written binary.
+      mv "$work/$cmd" "$out_bin/.$cmd.tmp" 2>/dev/null || cp "$work/$cmd" "$out_bin/.$cmd.tmp"
+      mv "$out_bin/.$cmd.tmp" "$out_bin/$cmd"
+    done
+    log "kubernetes $K8S_VERSION: ${missing[*]} built into $out_bin"
+  )
+}
