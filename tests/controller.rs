@@ -37,6 +37,27 @@ fn admin() -> String {
     admin_token(&azurite.account, &azurite.key)
 }
 
+/// Creates container `name` in Azurite holding `blobs` (path, body), with the admin token.
+async fn container_with(name: &str, blobs: &[(&str, &str)]) -> String {
+    let azurite = common::azurite();
+    let storage = Storage::default();
+    storage
+        .create_container(&azurite.blob_endpoint, name, &admin())
+        .await;
+    for (path, body) in blobs {
+        let status = storage
+            .put_blob(
+                &azurite.blob_endpoint,
+                &format!("{name}/{path}"),
+                body,
+                &admin(),
+            )
+            .await;
+        assert_eq!(status, 201, "put {name}/{path}");
+    }
+    name.to_string()
+}
+
 /// Creates a grant, waits for Ready, returns the target Secret's token.
 async fn granted_token(client: &kube::Client, ns: &str, grant: SasGrant) -> (Secret, String) {
     let name = grant.name_any();
@@ -92,21 +113,7 @@ async fn container_grant_token_lists_and_reads_blobs() {
     let (client, ns, operator) = scenario("container").await;
     let azurite = common::azurite();
     let storage = Storage::default();
-    let container = format!("c-{ns}");
-    storage
-        .create_container(&azurite.blob_endpoint, &container, &admin())
-        .await;
-    assert_eq!(
-        storage
-            .put_blob(
-                &azurite.blob_endpoint,
-                &format!("{container}/a.txt"),
-                "hello",
-                &admin()
-            )
-            .await,
-        201
-    );
+    let container = container_with(&format!("c-{ns}"), &[("a.txt", "hello")]).await;
 
     let grant = grant(
         "data",
@@ -150,26 +157,11 @@ async fn blob_grant_token_reads_exactly_that_blob() {
     let (client, ns, operator) = scenario("blob").await;
     let azurite = common::azurite();
     let storage = Storage::default();
-    let container = format!("b-{ns}");
-    storage
-        .create_container(&azurite.blob_endpoint, &container, &admin())
-        .await;
-    storage
-        .put_blob(
-            &azurite.blob_endpoint,
-            &format!("{container}/reports/2026.csv"),
-            "a,b",
-            &admin(),
-        )
-        .await;
-    storage
-        .put_blob(
-            &azurite.blob_endpoint,
-            &format!("{container}/other.csv"),
-            "x",
-            &admin(),
-        )
-        .await;
+    let container = container_with(
+        &format!("b-{ns}"),
+        &[("reports/2026.csv", "a,b"), ("other.csv", "x")],
+    )
+    .await;
 
     let grant = grant(
         "report",
@@ -260,19 +252,7 @@ async fn table_grant_token_inserts_and_queries_entities() {
 async fn connection_string_works_with_azure_python_sdk() {
     let (client, ns, operator) = scenario("pysdk").await;
     let azurite = common::azurite();
-    let storage = Storage::default();
-    let container = format!("py-{ns}");
-    storage
-        .create_container(&azurite.blob_endpoint, &container, &admin())
-        .await;
-    storage
-        .put_blob(
-            &azurite.blob_endpoint,
-            &format!("{container}/from-rust.txt"),
-            "r",
-            &admin(),
-        )
-        .await;
+    let container = container_with(&format!("py-{ns}"), &[("from-rust.txt", "r")]).await;
 
     let grant = grant(
         "py",
