@@ -17,7 +17,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt, controller,
         events::{Recorder, Reporter},
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store, reflector},
         watcher,
     },
 };
@@ -151,10 +151,9 @@ impl AllSynced {
         }
     }
 
-    async fn wait_for(self, store: Store<SasGrant>) {
-        if store.wait_until_ready().await.is_ok()
-            && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
-        {
+    /// Called once per scope, when its grant cache holds the initial list.
+    fn scope_synced(&self) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.readiness.set_ready();
             tracing::info!("caches synced; ready");
         }
@@ -224,14 +223,31 @@ async fn run_scope(
             Api::<PartialObjectMeta<Secret>>::all(client),
         ),
     };
-    let controller = Controller::new(grants, watcher::Config::default().any_semantic())
-        .with_config(
-            controller::Config::default()
-                .concurrency(concurrency)
-                .debounce(std::time::Duration::from_millis(500)),
-        );
+    // Readiness comes from the grant stream itself, not from a second waiter on
+    // `Store::wait_until_ready`: the Controller waits on that too, and kube-runtime's
+    // DelayedInit keeps only the last waiter's waker, so one of two waiters can sleep forever
+    // (the operator stayed unready, or the controller started only at the next event).
+    let (store, writer) = reflector::store::<SasGrant>();
+    let mut synced = Some(all_synced);
+    let grant_events = reflector(
+        writer,
+        watcher(grants, watcher::Config::default().any_semantic()),
+    )
+    .inspect(move |event| {
+        // The first InitDone: the store now holds the initial list (relists repeat it).
+        if let Ok(watcher::Event::InitDone) = event
+            && let Some(synced) = synced.take()
+        {
+            synced.scope_synced();
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(grant_events, store).with_config(
+        controller::Config::default()
+            .concurrency(concurrency)
+            .debounce(std::time::Duration::from_millis(500)),
+    );
     let store = controller.store();
-    tokio::spawn(all_synced.wait_for(store.clone()));
     tokio::spawn(forget_deleted_grants(store.clone(), ctx.metrics.clone()));
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let secret_events =
