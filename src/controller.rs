@@ -268,9 +268,10 @@ async fn run_scope(
 }
 
 /// Drops the per-grant metric series of grants that no longer exist. Deletion needs no
-/// finalizer (the Secret goes by garbage collection), so reconcile never sees it.
+/// finalizer (the Secret goes by garbage collection), so reconcile never sees it. Compared with
+/// the grants that have series (not with the previous tick's store), so that a grant created
+/// and deleted between two ticks is forgotten too.
 async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
-    let mut known: HashSet<(String, String)> = HashSet::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tick.tick().await;
@@ -279,10 +280,11 @@ async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
             .iter()
             .map(|grant| (grant.namespace().unwrap_or_default(), grant.name_any()))
             .collect();
-        for (namespace, name) in known.difference(&current) {
-            metrics.forget_grant(namespace, name);
+        for (namespace, name) in metrics.grants() {
+            if !current.contains(&(namespace.clone(), name.clone())) {
+                metrics.forget_grant(&namespace, &name);
+            }
         }
-        known = current;
     }
 }
 
