@@ -17,7 +17,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt, controller,
         events::{Recorder, Reporter},
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store, reflector},
         watcher,
     },
 };
@@ -151,17 +151,8 @@ impl AllSynced {
         }
     }
 
-    async fn wait_for(self, store: Store<SasGrant>) {
-        // kube-runtime's readiness signal keeps only the last waiter's waker, and the
-        // controller itself waits on it too; re-poll with a timeout so this task sees it.
-        loop {
-            let wait = std::time::Duration::from_millis(250);
-            match tokio::time::timeout(wait, store.wait_until_ready()).await {
-                Ok(Ok(())) => break,
-                Ok(Err(_writer_dropped)) => return,
-                Err(_elapsed) => continue,
-            }
-        }
+    /// Called once per scope, when its grant cache holds the initial list.
+    fn scope_synced(&self) {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.readiness.set_ready();
             tracing::info!("caches synced; ready");
@@ -232,14 +223,31 @@ async fn run_scope(
             Api::<PartialObjectMeta<Secret>>::all(client),
         ),
     };
-    let controller = Controller::new(grants, watcher::Config::default().any_semantic())
-        .with_config(
-            controller::Config::default()
-                .concurrency(concurrency)
-                .debounce(std::time::Duration::from_millis(500)),
-        );
+    // Readiness comes from the grant stream itself, not from a second waiter on
+    // `Store::wait_until_ready`: the Controller waits on that too, and kube-runtime's
+    // DelayedInit keeps only the last waiter's waker, so one of two waiters can sleep forever
+    // (the operator stayed unready, or the controller started only at the next event).
+    let (store, writer) = reflector::store::<SasGrant>();
+    let mut synced = Some(all_synced);
+    let grant_events = reflector(
+        writer,
+        watcher(grants, watcher::Config::default().any_semantic()),
+    )
+    .inspect(move |event| {
+        // The first InitDone: the store now holds the initial list (relists repeat it).
+        if let Ok(watcher::Event::InitDone) = event
+            && let Some(synced) = synced.take()
+        {
+            synced.scope_synced();
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(grant_events, store).with_config(
+        controller::Config::default()
+            .concurrency(concurrency)
+            .debounce(std::time::Duration::from_millis(500)),
+    );
     let store = controller.store();
-    tokio::spawn(all_synced.wait_for(store.clone()));
     tokio::spawn(forget_deleted_grants(store.clone(), ctx.metrics.clone()));
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let secret_events =
@@ -260,9 +268,10 @@ async fn run_scope(
 }
 
 /// Drops the per-grant metric series of grants that no longer exist. Deletion needs no
-/// finalizer (the Secret goes by garbage collection), so reconcile never sees it.
+/// finalizer (the Secret goes by garbage collection), so reconcile never sees it. Compared with
+/// the grants that have series (not with the previous tick's store), so that a grant created
+/// and deleted between two ticks is forgotten too.
 async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
-    let mut known: HashSet<(String, String)> = HashSet::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tick.tick().await;
@@ -271,10 +280,11 @@ async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
             .iter()
             .map(|grant| (grant.namespace().unwrap_or_default(), grant.name_any()))
             .collect();
-        for (namespace, name) in known.difference(&current) {
-            metrics.forget_grant(namespace, name);
+        for (namespace, name) in metrics.grants() {
+            if !current.contains(&(namespace.clone(), name.clone())) {
+                metrics.forget_grant(&namespace, &name);
+            }
         }
-        known = current;
     }
 }
 

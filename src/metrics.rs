@@ -4,7 +4,7 @@
 //! result category. Error text never becomes a label value, so a cardinality explosion (or a
 //! leaked detail) cannot come from an error message.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -60,6 +60,8 @@ pub struct Metrics {
     /// Which result categories each grant has a rotation series for, so that
     /// [`Metrics::forget_grant`] can remove them all (a family cannot be searched by label).
     rotation_results: Arc<Mutex<HashMap<GrantLabels, BTreeSet<&'static str>>>>,
+    /// Every grant that has per-grant series, so deleted ones can be found and forgotten.
+    grants: Arc<Mutex<HashSet<GrantLabels>>>,
     reconcile_duration: Histogram,
     rotation_lateness: Histogram,
 }
@@ -120,6 +122,7 @@ impl Metrics {
             ready,
             rotations,
             rotation_results: Arc::default(),
+            grants: Arc::default(),
             reconcile_duration,
             rotation_lateness,
         }
@@ -133,7 +136,7 @@ impl Metrics {
         expires_at: jiff::Timestamp,
         renews_at: jiff::Timestamp,
     ) {
-        let labels = GrantLabels::new(namespace, name);
+        let labels = self.track(namespace, name);
         self.expiration
             .get_or_create(&labels)
             .set(expires_at.as_second());
@@ -144,14 +147,14 @@ impl Metrics {
 
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
         self.ready
-            .get_or_create(&GrantLabels::new(namespace, name))
+            .get_or_create(&self.track(namespace, name))
             .set(i64::from(ready));
     }
 
     /// Counts one rotation attempt. `result` is `"success"` or a static error category
     /// (e.g. `"KeySecretNotFound"`), never an error message.
     pub fn record_rotation(&self, namespace: &str, name: &str, result: &'static str) {
-        let grant = GrantLabels::new(namespace, name);
+        let grant = self.track(namespace, name);
         // Hold the index lock while creating the series so forget_grant cannot interleave
         // and leave a series it does not know about.
         let mut index = self
@@ -182,9 +185,33 @@ impl Metrics {
         }
     }
 
+    /// Notes that the grant has per-grant series; returns its labels.
+    fn track(&self, namespace: &str, name: &str) -> GrantLabels {
+        let grant = GrantLabels::new(namespace, name);
+        self.grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(grant.clone());
+        grant
+    }
+
+    /// (namespace, name) of every grant that has per-grant series.
+    pub fn grants(&self) -> Vec<(String, String)> {
+        self.grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|grant| (grant.namespace.clone(), grant.name.clone()))
+            .collect()
+    }
+
     /// Removes every per-grant series of a deleted grant.
     pub fn forget_grant(&self, namespace: &str, name: &str) {
         let grant = GrantLabels::new(namespace, name);
+        self.grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&grant);
         self.expiration.remove(&grant);
         self.renewal.remove(&grant);
         self.ready.remove(&grant);
@@ -365,6 +392,23 @@ mod tests {
             &metrics,
             "sas_operator_reconcile_duration_seconds_count 0"
         ));
+    }
+
+    #[test]
+    fn grants_lists_every_grant_with_series_until_it_is_forgotten() {
+        let metrics = Metrics::new();
+        metrics.set_ready("apps", "ready", true);
+        metrics.set_grant_schedule("apps", "scheduled", timestamp(100), timestamp(50));
+        metrics.record_rotation("apps", "failed", "KeySecretNotFound");
+        let mut grants = metrics.grants();
+        grants.sort();
+        assert_eq!(
+            grants,
+            [("apps", "failed"), ("apps", "ready"), ("apps", "scheduled")]
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+        );
+        metrics.forget_grant("apps", "ready");
+        assert!(!metrics.grants().contains(&("apps".into(), "ready".into())));
     }
 
     #[test]

@@ -38,25 +38,82 @@ impl Operator {
         kubeconfig: &std::path::Path,
         extra_args: &[&str],
     ) -> Operator {
+        let mut args = vec!["--namespace", namespace];
+        args.extend_from_slice(extra_args);
+        Operator::spawn(
+            namespace,
+            kubeconfig,
+            &args,
+            &[
+                ("SAS_OPERATOR_LEADER_ELECTION", "false"),
+                ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
+            ],
+        )
+    }
+
+    /// Starts `sas-operator run <args>` with debug logging plus `env`, and nothing else preset:
+    /// without `--namespace` it watches all namespaces, and leader election and the admin
+    /// address take their defaults unless `args` or `env` set them. Logs go to
+    /// `operator-logs/<log_name>.log`, so give concurrent instances distinct names.
+    pub fn spawn(
+        log_name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).expect("create log dir");
-        let log_path = log_dir.join(format!("{namespace}.log"));
+        let log_path = log_dir.join(format!("{log_name}.log"));
         let log = std::fs::File::create(&log_path).expect("create operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_sas-operator"))
             .arg("run")
-            .arg("--namespace")
-            .arg(namespace)
-            .args(extra_args)
+            .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("SAS_OPERATOR_LOG_LEVEL", "debug")
-            .env("SAS_OPERATOR_LEADER_ELECTION", "false")
-            .env("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn sas-operator run");
         Operator { child, log_path }
+    }
+
+    /// The operating-system process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies at once, without releasing anything.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the operator");
+        self.child.wait().expect("reap the operator");
+    }
+
+    /// SIGTERM: asks for a graceful shutdown.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits until the process exits, or panics after `timeout`.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the operator") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator (pid {}) did not exit within {timeout:?}",
+                self.pid()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -87,6 +144,14 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for `--metrics-address`).
+pub fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
 }
 
 /// Installs the committed CRD (server-side apply) and waits until it is served.

@@ -1,0 +1,341 @@
+//! Least privilege, both directions: the operator, running under the ServiceAccount that
+//! `deploy/` installs and with exactly `deploy/rbac.yaml`'s permissions, passes the
+//! controller's end-to-end scenario (nothing it needs is missing), and the API server's audit
+//! log shows it used every permission the file grants (nothing granted is superfluous).
+
+mod common;
+#[path = "support/operator.rs"]
+mod operator;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use operator::*;
+use reqwest::Method;
+use sas_operator::crd::SasGrant;
+use serde::Deserialize;
+use serde_json::json;
+
+const OPERATOR_NAMESPACE: &str = "sas-operator";
+const OPERATOR_USER: &str = "system:serviceaccount:sas-operator:sas-operator";
+
+/// One permission: (API group, resource or resource/subresource, verb).
+type Permission = (String, String, String);
+
+#[tokio::test]
+async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
+    let cp = common::control_plane();
+    install_deploy_directory();
+    let client = cp.client().await;
+    let grants = Api::<SasGrant>::all(client.clone());
+    wait_for(
+        "the SasGrant CRD from deploy/ to be served",
+        Duration::from_secs(30),
+        || async { grants.list_metadata(&Default::default()).await.ok() },
+    )
+    .await;
+    let kubeconfig = cp
+        .service_account_kubeconfig(OPERATOR_NAMESPACE, "sas-operator")
+        .await;
+    // As the Deployment runs it: all namespaces, leader election on the Lease the Role names.
+    let operator = Operator::spawn(
+        "rbac-all-namespaces",
+        &kubeconfig,
+        &[
+            "--leader-election",
+            "true",
+            "--lease-name",
+            "sas-operator",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("POD_NAMESPACE", OPERATOR_NAMESPACE),
+            ("POD_NAME", "sas-operator-rbac-test"),
+        ],
+    );
+
+    let ns = common::test_namespace(&client, "rbac").await;
+    let token = run_end_to_end_scenario(&client, &ns).await;
+
+    let used = permissions_used_by(OPERATOR_USER);
+    let forbidden = forbidden_requests_of(OPERATOR_USER);
+    assert!(
+        forbidden.is_empty(),
+        "the operator was denied (403) these requests, so deploy/rbac.yaml lacks them:\n{}",
+        forbidden.join("\n")
+    );
+    let granted = permissions_granted_by_deploy_rbac();
+    let unused: Vec<&Permission> = granted.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "deploy/rbac.yaml grants permissions the operator never used: {unused:?}\n\
+         used (apiGroup, resource, verb): {used:#?}"
+    );
+    operator.assert_logs_free_of(&[&common::azurite().key, &token]);
+}
+
+/// `kubectl apply -k deploy/`: CRD, namespace, ServiceAccount, RBAC, Deployment, Service.
+/// No nodes or scheduler exist, so the Deployment makes no pods; the test runs the binary.
+fn install_deploy_directory() {
+    let output = common::control_plane()
+        .kubectl()
+        .arg("apply")
+        .arg("-k")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
+        .output()
+        .expect("run kubectl apply -k deploy/");
+    assert!(
+        output.status.success(),
+        "kubectl apply -k deploy/ failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The controller's scenario, driven so that every kind of write happens at least once: a
+/// first signing (Secret create), a spec change (Secret patch), status writes, a foreign
+/// Secret (SecretNotOwned Event), and the same Warning twice (the recorder patches the
+/// Event's series). Returns the last token, to check the logs for it.
+async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
+    let azurite = common::azurite();
+    let storage = Storage::default();
+    let container = format!("c-{ns}");
+    storage
+        .create_container(
+            &azurite.blob_endpoint,
+            &container,
+            &admin_token(&azurite.account, &azurite.key),
+        )
+        .await;
+    create_secret(
+        client,
+        ns,
+        &key_secret("azurite-keys", &[("key1", &azurite.key)]),
+    )
+    .await;
+
+    // Signed and Ready; the token lists the container in Azurite.
+    create_grant(
+        client,
+        ns,
+        &grant(
+            "g",
+            json!({"container": {"name": container}}),
+            "r",
+            json!({}),
+        ),
+    )
+    .await;
+    wait_ready(client, ns, "g", "True", "TokenValid").await;
+    let first = data(&get_secret(client, ns, "g").await.unwrap(), "sasToken");
+
+    // A spec change re-signs into the existing Secret.
+    Api::<SasGrant>::namespaced(client.clone(), ns)
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"permissions": "rl"}})),
+        )
+        .await
+        .expect("patch the grant's permissions");
+    let token = wait_for("the re-signed token", Duration::from_secs(30), || async {
+        let token = data(&get_secret(client, ns, "g").await?, "sasToken");
+        (token != first && token.contains("sp=rl")).then_some(token)
+    })
+    .await;
+    let (status, _) = storage
+        .send(
+            Method::GET,
+            format!(
+                "{}/{container}?restype=container&comp=list&{token}",
+                azurite.blob_endpoint
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the operator's token must list the container");
+
+    // A Secret of the target name that is not ours is refused with an Event.
+    create_secret(client, ns, &key_secret("taken", &[("mine", "keep out")])).await;
+    create_grant(
+        client,
+        ns,
+        &grant(
+            "foreign",
+            json!({"container": {"name": container}}),
+            "r",
+            json!({"target": {"secretName": "taken"}}),
+        ),
+    )
+    .await;
+    wait_ready(client, ns, "foreign", "False", "SecretNotOwned").await;
+    wait_for_event(client, ns, "foreign", "SecretNotOwned", 1).await;
+
+    // Break the key, fix it, break it the same way again: the same Warning twice.
+    set_key(client, ns, "this is not a key!").await;
+    wait_ready(client, ns, "g", "False", "KeyNotBase64").await;
+    wait_for_event(client, ns, "g", "KeyNotBase64", 1).await;
+    set_key(client, ns, &azurite.key).await;
+    let fixed = wait_ready(client, ns, "g", "True", "TokenValid").await;
+    set_key(client, ns, "this is not a key!").await;
+    wait_ready(client, ns, "g", "False", "KeyNotBase64").await;
+    wait_for_event(client, ns, "g", "KeyNotBase64", 2).await;
+
+    let token_hash = fixed.status.and_then(|s| s.token_hash);
+    let latest = data(&get_secret(client, ns, "g").await.unwrap(), "sasToken");
+    assert_eq!(
+        token_hash,
+        Some(sas_operator::reconcile::secret::token_hash(&latest)),
+        "the broken key must leave the last valid token in place"
+    );
+    latest
+}
+
+async fn set_key(client: &Client, ns: &str, key: &str) {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "azurite-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"data": {"key1": encoded}})),
+        )
+        .await
+        .expect("patch the key Secret");
+}
+
+/// Waits for an Event about `grant` with `reason` observed at least `times` times (an Event's
+/// series counts its repetitions).
+async fn wait_for_event(client: &Client, ns: &str, grant: &str, reason: &str, times: i32) {
+    let events = Api::<Event>::namespaced(client.clone(), ns);
+    let what = format!("a {reason} Event for {grant} seen {times} time(s)");
+    wait_for(&what, Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|event| {
+                let count = event.series.as_ref().map_or(1, |series| series.count);
+                event.reason.as_deref() == Some(reason)
+                    && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(grant)
+                    && count >= times
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[derive(Deserialize)]
+struct AuditEvent {
+    user: AuditUser,
+    verb: String,
+    #[serde(rename = "requestURI")]
+    request_uri: String,
+    #[serde(rename = "objectRef")]
+    object_ref: Option<AuditObjectRef>,
+    #[serde(rename = "responseStatus")]
+    response_status: Option<AuditResponseStatus>,
+}
+
+#[derive(Deserialize)]
+struct AuditUser {
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct AuditObjectRef {
+    resource: Option<String>,
+    subresource: Option<String>,
+    #[serde(rename = "apiGroup", default)]
+    api_group: String,
+}
+
+#[derive(Deserialize)]
+struct AuditResponseStatus {
+    code: Option<u16>,
+}
+
+fn audit_events_of(user: &str) -> Vec<AuditEvent> {
+    let path = common::control_plane().apiserver_audit_log_path();
+    let log = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read the audit log {}: {e}", path.display()));
+    let events: Vec<AuditEvent> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an audit event per line"))
+        .filter(|event: &AuditEvent| event.user.username == user)
+        .collect();
+    assert!(!events.is_empty(), "the audit log has no request by {user}");
+    events
+}
+
+/// Every (API group, resource[/subresource], verb) that `user` requested.
+fn permissions_used_by(user: &str) -> BTreeSet<Permission> {
+    audit_events_of(user)
+        .into_iter()
+        .filter_map(|event| {
+            let object = event.object_ref?;
+            let mut resource = object.resource?;
+            if let Some(subresource) = object.subresource {
+                resource = format!("{resource}/{subresource}");
+            }
+            Some((object.api_group, resource, event.verb))
+        })
+        .collect()
+}
+
+/// `verb requestURI` of every request by `user` that was answered 403 Forbidden.
+fn forbidden_requests_of(user: &str) -> Vec<String> {
+    audit_events_of(user)
+        .into_iter()
+        .filter(|event| event.response_status.as_ref().and_then(|s| s.code) == Some(403))
+        .map(|event| format!("{} {}", event.verb, event.request_uri))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct RbacDocument {
+    kind: String,
+    #[serde(default)]
+    rules: Vec<PolicyRule>,
+}
+
+#[derive(Deserialize)]
+struct PolicyRule {
+    #[serde(rename = "apiGroups")]
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// Every (API group, resource, verb) the Roles and ClusterRoles of `deploy/rbac.yaml` grant.
+fn permissions_granted_by_deploy_rbac() -> BTreeSet<Permission> {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
+        .expect("read deploy/rbac.yaml");
+    let documents: Vec<RbacDocument> =
+        serde_saphyr::from_multiple(&yaml).expect("deploy/rbac.yaml parses");
+    let mut granted = BTreeSet::new();
+    for rule in documents
+        .iter()
+        .filter(|d| d.kind == "Role" || d.kind == "ClusterRole")
+        .flat_map(|d| &d.rules)
+    {
+        for group in &rule.api_groups {
+            for resource in &rule.resources {
+                for verb in &rule.verbs {
+                    assert!(
+                        group != "*" && resource != "*" && verb != "*",
+                        "deploy/rbac.yaml must not grant wildcards"
+                    );
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    assert!(!granted.is_empty(), "deploy/rbac.yaml grants nothing");
+    granted
+}
