@@ -123,14 +123,7 @@ async fn container_grant_token_lists_and_reads_blobs() {
     );
     let (secret, token) = granted_token(&client, &ns, grant).await;
     let (status, listing) = storage
-        .send(
-            Method::GET,
-            format!(
-                "{}/{container}?restype=container&comp=list&{token}",
-                azurite.blob_endpoint
-            ),
-            None,
-        )
+        .list_blobs(&azurite.blob_endpoint, &container, &token)
         .await;
     assert_eq!(status, 200);
     assert!(listing.contains("a.txt"), "{listing}");

@@ -17,7 +17,6 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use operator::*;
-use reqwest::Method;
 use sas_operator::crd::SasGrant;
 use serde::Deserialize;
 use serde_json::json;
@@ -150,14 +149,7 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     })
     .await;
     let (status, _) = storage
-        .send(
-            Method::GET,
-            format!(
-                "{}/{container}?restype=container&comp=list&{token}",
-                azurite.blob_endpoint
-            ),
-            None,
-        )
+        .list_blobs(&azurite.blob_endpoint, &container, &token)
         .await;
     assert_eq!(status, 200, "the operator's token must list the container");
 

@@ -400,6 +400,17 @@ impl Storage {
         (status, response.text().await.unwrap_or_default())
     }
 
+    /// Lists a container's blobs with `token`: (status, XML listing).
+    pub async fn list_blobs(
+        &self,
+        blob_endpoint: &str,
+        container: &str,
+        token: &str,
+    ) -> (u16, String) {
+        let url = format!("{blob_endpoint}/{container}?restype=container&comp=list&{token}");
+        self.send(reqwest::Method::GET, url, None).await
+    }
+
     pub async fn create_container(&self, blob_endpoint: &str, container: &str, token: &str) {
         let (status, _) = self
             .send(
