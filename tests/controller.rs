@@ -654,9 +654,12 @@ async fn deleting_a_grant_deletes_its_secret() {
         .delete("g", &DeleteParams::default())
         .await
         .unwrap();
+    // kube-controller-manager's garbage collector rediscovers resource types every
+    // 30 s, so right after the CRD is installed it may not know SasGrants yet; it
+    // then re-checks the owner with growing back-off. 90 s covers both on a busy CI.
     wait_for(
         "the target Secret to be garbage-collected",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || async { get_secret(&client, &ns, "g").await.is_none().then_some(()) },
     )
     .await;

@@ -286,7 +286,7 @@ pub fn render(args: &SignArgs) -> Result<String, CliError> {
             "token": signed.token,
             "url": url(),
             "expiry": signed.expiry.map(|t| t.to_string()),
-            "permissions": signed.permissions,
+            "permissions": signed.permissions.as_ref().map(sas::Letters::as_str),
             "version": signed.version,
         })
         .to_string(),

@@ -81,13 +81,6 @@ impl AccountKey {
 /// A SAS signature: 44 base64 characters. Its `Debug` never shows them.
 pub struct Signature([u8; 44]);
 
-impl Signature {
-    fn as_str(&self) -> &str {
-        // base64 output is ASCII.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
 impl std::fmt::Debug for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Signature(<redacted>)")
@@ -99,12 +92,22 @@ impl super::encoding::FieldValue for &Signature {
         false
     }
 
-    fn push_raw(&self, out: &mut String) {
-        out.push_str(self.as_str());
+    fn push_raw(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
     }
 
-    fn push_encoded(&self, out: &mut String) {
-        super::encoding::push_encoded(out, self.as_str());
+    /// Of the base64 alphabet only `+` and `=` need escaping (`/` is kept). 32 bytes encode to
+    /// 43 alphabet characters and one `=`, so only `+` needs looking for.
+    fn push_encoded(&self, out: &mut Vec<u8>) {
+        let (text, padding) = self.0.split_at(43);
+        debug_assert_eq!(padding, b"=");
+        for (index, run) in text.split(|&byte| byte == b'+').enumerate() {
+            if index > 0 {
+                out.extend_from_slice(b"%2B");
+            }
+            out.extend_from_slice(run);
+        }
+        out.extend_from_slice(b"%3D");
     }
 }
 
@@ -126,14 +129,36 @@ mod tests {
 
     #[test]
     fn signature_is_standard_base64_with_padding() {
-        use crate::sas::encoding::FieldValue;
+        use crate::sas::encoding::{FieldValue, into_text};
         let key = AccountKey::from_base64("SmVmZQ==").unwrap();
         let signature = key.signature(b"what do ya want for nothing?");
-        let (mut raw, mut encoded) = (String::new(), String::new());
+        let (mut raw, mut encoded) = (Vec::new(), Vec::new());
         (&signature).push_raw(&mut raw);
         (&signature).push_encoded(&mut encoded);
-        assert_eq!(raw, "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
-        assert_eq!(encoded, "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM%3D");
+        assert_eq!(
+            into_text(raw),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+        );
+        assert_eq!(
+            into_text(encoded),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM%3D"
+        );
+    }
+
+    #[test]
+    fn signature_encoding_matches_the_general_encoder() {
+        use crate::sas::encoding::{FieldValue, push_encoded};
+        let key = AccountKey::from_base64("SmVmZQ==").unwrap();
+        let mut saw_plus = false;
+        for message in 0..200u32 {
+            let signature = key.signature(&message.to_le_bytes());
+            saw_plus |= signature.0.contains(&b'+');
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            (&signature).push_encoded(&mut fast);
+            push_encoded(&mut general, &signature.0);
+            assert_eq!(fast, general, "message {message}");
+        }
+        assert!(saw_plus, "some signature contains '+'");
     }
 
     #[test]

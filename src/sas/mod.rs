@@ -12,13 +12,15 @@ mod url;
 mod validate;
 mod version;
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 
 pub use encoding::encode as percent_encode;
 pub use error::SasError;
 pub use key::AccountKey;
 pub use permissions::{
-    PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
+    Letters, PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
 };
 pub use url::{default_endpoint, resource_url};
 pub use version::OLDEST_VERSION;
@@ -156,9 +158,10 @@ pub enum SigningKey {
 pub struct Sas {
     /// The query string without a leading `?`.
     pub token: String,
-    /// Canonical permission letters (None when only a stored policy gives them).
-    pub permissions: Option<String>,
-    pub version: String,
+    /// Canonical permission letters (None when only a stored policy gives them); held inline.
+    pub permissions: Option<Letters>,
+    /// `sv`; borrowed when it is one of the defaults, so a typical token allocates only itself.
+    pub version: Cow<'static, str>,
     pub expiry: Option<Timestamp>,
 }
 
@@ -184,17 +187,19 @@ pub const TABLE_DEFAULT_VERSION: &str = "2019-02-02";
 pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
     let prepared = string_to_sign::prepare(params, key)?;
     // Sized for the common case so the buffer rarely grows; the token reuses it.
-    let mut buffer = String::with_capacity(384);
+    let mut buffer = Vec::with_capacity(384);
     prepared.write_string_to_sign(&mut buffer);
-    let signature = prepared.key.signature(buffer.as_bytes());
+    let signature = prepared.key.signature(&buffer);
     buffer.clear();
     prepared.write_token(&mut buffer, &signature);
-    let token = buffer;
     Ok(Sas {
-        token,
-        permissions: prepared.permissions.map(|p| p.to_owned_string()),
-        version: prepared.version.as_str().to_owned(),
-        expiry: prepared.expiry_time,
+        token: encoding::into_text(buffer),
+        permissions: prepared.permissions,
+        version: match &params.version {
+            Some(version) => Cow::Owned(version.clone()),
+            None => Cow::Borrowed(params.resource.default_version()),
+        },
+        expiry: params.expiry.map(encoding::truncate_to_second),
     })
 }
 
@@ -202,12 +207,20 @@ pub fn sign(params: &SasParams, key: &SigningKey) -> Result<Sas, SasError> {
 /// no key material).
 pub fn string_to_sign(params: &SasParams, key: &SigningKey) -> Result<String, SasError> {
     let prepared = string_to_sign::prepare(params, key)?;
-    let mut message = String::with_capacity(256);
+    let mut message = Vec::with_capacity(256);
     prepared.write_string_to_sign(&mut message);
-    Ok(message)
+    Ok(encoding::into_text(message))
 }
 
 impl Resource {
+    /// The `sv` signed when none is given.
+    pub fn default_version(&self) -> &'static str {
+        match self {
+            Resource::Table { .. } => TABLE_DEFAULT_VERSION,
+            _ => NEWEST_VERSION,
+        }
+    }
+
     /// The service this resource lives in; `None` for an account SAS.
     pub fn service(&self) -> Option<Service> {
         match self {

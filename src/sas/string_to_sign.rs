@@ -2,18 +2,16 @@
 //! the string-to-sign (layout chosen by `sv`) and the token (parameter order as the Python SDK
 //! writes it).
 
-use std::fmt::Write as _;
-
-use super::encoding::{FieldValue, SasTime, floor_second, push_encoded, truncate_to_second};
+use super::encoding::{FieldValue, SasTime, Unreserved, floor_second, push_decimal, push_encoded};
 use super::key::Signature;
 use super::permissions::{
-    Letters, PermissionScope, canonical_permissions, canonical_resource_types, canonical_services,
-    permission_floor,
+    Letters, NEWEST_PERMISSION_FLOOR, PermissionScope, canonical_permissions,
+    canonical_resource_types, canonical_services, permission_floor,
 };
 use super::version::{SignedVersion, floor};
 use super::{
-    AccountKey, DelegationExtras, NEWEST_VERSION, Protocol, Resource, SasError, SasParams,
-    SigningKey, TABLE_DEFAULT_VERSION, UserDelegationKey, validate,
+    AccountKey, DelegationExtras, Protocol, Resource, ResponseHeaders, SasError, SasParams,
+    SigningKey, TableKeyRange, UserDelegationKey, validate,
 };
 
 /// Which string-to-sign family a SAS belongs to.
@@ -34,9 +32,8 @@ pub(super) struct Prepared<'a> {
     pub(super) permissions: Option<Letters>,
     start: Option<SasTime>,
     expiry: Option<SasTime>,
-    pub(super) expiry_time: Option<jiff::Timestamp>,
     ip: Option<&'a str>,
-    protocol: Option<&'static str>,
+    protocol: Option<Protocol>,
     policy_id: Option<&'a str>,
     encryption_scope: Option<&'a str>,
     services: Option<Letters>,
@@ -45,11 +42,13 @@ pub(super) struct Prepared<'a> {
     container: &'a str,
     /// Blob name, directory path or file path.
     path: Option<&'a str>,
-    sr: Option<&'static str>,
+    sr: Option<Unreserved<'static>>,
     snapshot_time: Option<&'a str>,
     directory_depth: Option<usize>,
-    response_headers: [Option<&'a str>; 5],
-    table_keys: [Option<&'a str>; 4],
+    /// Borrowed whole (not as five `Option<&str>`) to keep `Prepared` small: it is moved once
+    /// per signature.
+    response_headers: &'a ResponseHeaders,
+    table_keys: Option<&'a TableKeyRange>,
     delegation: Option<(&'a UserDelegationKey, &'a DelegationExtras)>,
     pub(super) key: &'a AccountKey,
 }
@@ -79,11 +78,12 @@ pub(super) fn prepare<'a>(
     params: &'a SasParams,
     key: &'a SigningKey,
 ) -> Result<Prepared<'a>, SasError> {
-    let default_version = match params.resource {
-        Resource::Table { .. } => TABLE_DEFAULT_VERSION,
-        _ => NEWEST_VERSION,
-    };
-    let version = SignedVersion::parse(params.version.as_deref().unwrap_or(default_version))?;
+    let version = SignedVersion::parse(
+        params
+            .version
+            .as_deref()
+            .unwrap_or(params.resource.default_version()),
+    )?;
     validate::account_name(&params.account_name)?;
 
     let (key, delegation) = match key {
@@ -108,9 +108,11 @@ pub(super) fn prepare<'a>(
     let permissions = present(&params.permissions)
         .map(|p| canonical_permissions(scope, p))
         .transpose()?;
-    for letter in permissions.iter().flat_map(Letters::bytes) {
-        if let Some((field, minimum)) = permission_floor(scope, letter) {
-            version.require(field, minimum)?;
+    if !version.at_least(NEWEST_PERMISSION_FLOOR) {
+        for letter in permissions.iter().flat_map(Letters::bytes) {
+            if let Some((field, minimum)) = permission_floor(scope, letter) {
+                version.require(field, minimum)?;
+            }
         }
     }
     let policy_id = present(&params.policy_id);
@@ -146,21 +148,13 @@ pub(super) fn prepare<'a>(
     if let Some(ip) = ip {
         validate::ip(ip)?;
     }
-    let protocol = params.protocol.map(|p| match p {
-        Protocol::Https => "https",
-        Protocol::HttpsAndHttp => "https,http",
-    });
+    let protocol = params.protocol;
 
     let encryption_scope = present(&params.encryption_scope);
-    let headers = &params.response_headers;
-    let response_headers = [
-        present(&headers.cache_control),
-        present(&headers.content_disposition),
-        present(&headers.content_encoding),
-        present(&headers.content_language),
-        present(&headers.content_type),
-    ];
-    let has_response_headers = response_headers.iter().any(Option::is_some);
+    let response_headers = &params.response_headers;
+    let has_response_headers = response_header_values(response_headers)
+        .iter()
+        .any(Option::is_some);
 
     let extras = &params.delegation;
     let saoid = present(&extras.authorized_user_object_id).is_some();
@@ -209,7 +203,6 @@ pub(super) fn prepare<'a>(
         permissions,
         start,
         expiry,
-        expiry_time: params.expiry.map(truncate_to_second),
         ip,
         protocol,
         policy_id,
@@ -222,7 +215,7 @@ pub(super) fn prepare<'a>(
         snapshot_time: None,
         directory_depth: None,
         response_headers,
-        table_keys: [None; 4],
+        table_keys: None,
         delegation,
         key,
     };
@@ -278,13 +271,13 @@ pub(super) fn prepare<'a>(
                         (Some(_), Some(_)) => return Err(SasError::SnapshotAndVersion),
                         (Some(_), None) => {
                             version.require("snapshot (sr=bs)", floor::BLOB_RESOURCE)?;
-                            "bs"
+                            Unreserved("bs")
                         }
                         (None, Some(_)) => {
                             version.require("version id (sr=bv)", floor::BLOB_VERSION)?;
-                            "bv"
+                            Unreserved("bv")
                         }
-                        (None, None) => "b",
+                        (None, None) => Unreserved("b"),
                     });
                     prepared.snapshot_time = snapshot.or(version_id);
                 }
@@ -292,10 +285,12 @@ pub(super) fn prepare<'a>(
                     validate::path("directory path", path)?;
                     version.require("directory SAS (sr=d)", floor::DIRECTORY)?;
                     prepared.path = Some(path);
-                    prepared.sr = Some("d");
-                    prepared.directory_depth = Some(path.split('/').count());
+                    prepared.sr = Some(Unreserved("d"));
+                    // Validated: no empty segments, so the depth is one more than the slashes.
+                    prepared.directory_depth =
+                        Some(path.bytes().filter(|&b| b == b'/').count() + 1);
                 }
-                _ => prepared.sr = Some("c"),
+                _ => prepared.sr = Some(Unreserved("c")),
             }
             if encryption_scope.is_some() {
                 version.require(SES, floor::ENCRYPTION_SCOPE)?;
@@ -322,9 +317,9 @@ pub(super) fn prepare<'a>(
             if let Resource::File { path, .. } = &params.resource {
                 validate::path("file path", path)?;
                 prepared.path = Some(path);
-                prepared.sr = Some("f");
+                prepared.sr = Some(Unreserved("f"));
             } else {
-                prepared.sr = Some("s");
+                prepared.sr = Some(Unreserved("s"));
             }
             forbid(&[(SES, encryption_scope.is_some())], "a file or share SAS")?;
             if delegation.is_some() {
@@ -380,12 +375,7 @@ pub(super) fn prepare<'a>(
                 "a table SAS",
             )?;
             prepared.container = table;
-            prepared.table_keys = [
-                present(&key_range.start_pk),
-                present(&key_range.start_rk),
-                present(&key_range.end_pk),
-                present(&key_range.end_rk),
-            ];
+            prepared.table_keys = Some(key_range);
         }
     }
     Ok(prepared)
@@ -425,13 +415,36 @@ fn check_request_fields(field: &'static str, pairs: &[(String, String)]) -> Resu
     Ok(())
 }
 
+/// The response header overrides in string-to-sign and token order, empty ones as absent.
+fn response_header_values(headers: &ResponseHeaders) -> [Option<&str>; 5] {
+    [
+        present(&headers.cache_control),
+        present(&headers.content_disposition),
+        present(&headers.content_encoding),
+        present(&headers.content_language),
+        present(&headers.content_type),
+    ]
+}
+
+/// A table SAS's key range in string-to-sign and token order (`spk srk epk erk`).
+fn table_key_values(range: Option<&TableKeyRange>) -> [Option<&str>; 4] {
+    range.map_or([None; 4], |range| {
+        [
+            present(&range.start_pk),
+            present(&range.start_rk),
+            present(&range.end_pk),
+            present(&range.end_rk),
+        ]
+    })
+}
+
 /// One string-to-sign line: the raw value (or nothing) and `\n`.
 #[inline]
-fn line<V: FieldValue>(out: &mut String, value: Option<V>) {
+fn line<V: FieldValue>(out: &mut Vec<u8>, value: Option<V>) {
     if let Some(value) = value {
         value.push_raw(out);
     }
-    out.push('\n');
+    out.push(b'\n');
 }
 
 impl Prepared<'_> {
@@ -445,26 +458,26 @@ impl Prepared<'_> {
         }
     }
 
-    fn canonical_resource(&self, out: &mut String) {
-        out.push('/');
-        out.push_str(self.service_name());
-        out.push('/');
-        out.push_str(self.account);
-        out.push('/');
+    fn canonical_resource(&self, out: &mut Vec<u8>) {
+        out.push(b'/');
+        out.extend_from_slice(self.service_name().as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(self.account.as_bytes());
+        out.push(b'/');
         if self.layout == Layout::Table {
             // Validated ASCII alphanumeric, so per-byte lowercasing is exact.
-            out.extend(self.container.chars().map(|c| c.to_ascii_lowercase()));
+            out.extend(self.container.bytes().map(|b| b.to_ascii_lowercase()));
         } else {
-            out.push_str(self.container);
+            out.extend_from_slice(self.container.as_bytes());
         }
         if let Some(path) = self.path {
-            out.push('/');
-            out.push_str(path);
+            out.push(b'/');
+            out.extend_from_slice(path.as_bytes());
         }
-        out.push('\n');
+        out.push(b'\n');
     }
 
-    fn user_delegation_key_lines(&self, out: &mut String, udk: &UserDelegationKey) {
+    fn user_delegation_key_lines(&self, out: &mut Vec<u8>, udk: &UserDelegationKey) {
         line(out, Some(&udk.signed_oid));
         line(out, Some(&udk.signed_tid));
         line(out, Some(&udk.signed_start));
@@ -473,14 +486,14 @@ impl Prepared<'_> {
         line(out, Some(&udk.signed_version));
     }
 
-    fn response_header_lines(&self, out: &mut String) {
-        for value in self.response_headers {
+    fn response_header_lines(&self, out: &mut Vec<u8>) {
+        for value in response_header_values(self.response_headers) {
             line(out, value);
         }
     }
 
     /// Writes the string-to-sign for this SAS's layout and version into `out`.
-    pub(super) fn write_string_to_sign(&self, out: &mut String) {
+    pub(super) fn write_string_to_sign(&self, out: &mut Vec<u8>) {
         let v = self.version;
         let permissions = self.permissions;
         if self.layout == Layout::Account {
@@ -492,7 +505,7 @@ impl Prepared<'_> {
             line(out, self.expiry);
             line(out, self.ip);
             line(out, self.protocol);
-            line(out, Some(v.as_str()));
+            line(out, Some(v));
             if v.at_least(floor::ENCRYPTION_SCOPE) {
                 line(out, self.encryption_scope);
             }
@@ -521,7 +534,7 @@ impl Prepared<'_> {
         }
         line(out, self.ip);
         line(out, self.protocol);
-        line(out, Some(v.as_str()));
+        line(out, Some(v));
         match self.layout {
             Layout::Blob => {
                 if v.at_least(floor::BLOB_RESOURCE) {
@@ -535,25 +548,25 @@ impl Prepared<'_> {
                     && v.at_least(floor::REQUEST_BINDING)
                 {
                     for (name, value) in &extras.request_headers {
-                        out.push_str(name);
-                        out.push(':');
-                        out.push_str(value);
-                        out.push('\n');
+                        out.extend_from_slice(name.as_bytes());
+                        out.push(b':');
+                        out.extend_from_slice(value.as_bytes());
+                        out.push(b'\n');
                     }
-                    out.push('\n');
+                    out.push(b'\n');
                     for (name, value) in &extras.request_query {
-                        out.push('\n');
-                        out.push_str(name);
-                        out.push(':');
-                        out.push_str(value);
+                        out.push(b'\n');
+                        out.extend_from_slice(name.as_bytes());
+                        out.push(b':');
+                        out.extend_from_slice(value.as_bytes());
                     }
-                    out.push('\n');
+                    out.push(b'\n');
                 }
                 self.response_header_lines(out);
             }
             Layout::File => self.response_header_lines(out),
             Layout::Table => {
-                for key in self.table_keys {
+                for key in table_key_values(self.table_keys) {
                     line(out, key);
                 }
             }
@@ -565,14 +578,14 @@ impl Prepared<'_> {
 
     /// Writes the token (without `?`) in the Python SDK's parameter order; `signature` is the
     /// base64 HMAC.
-    pub(super) fn write_token(&self, out: &mut String, signature: &Signature) {
+    pub(super) fn write_token(&self, out: &mut Vec<u8>, signature: &Signature) {
         let mut token = Token(out);
         token.param("st", self.start);
         token.param("se", self.expiry);
         token.param("sp", self.permissions);
         token.param("sip", self.ip);
         token.param("spr", self.protocol);
-        token.param("sv", Some(self.version.as_str()));
+        token.param("sv", Some(self.version));
         let extras = self.delegation.map(|(_, extras)| extras);
         let sduoid = extras.and_then(|e| present(&e.delegated_user_object_id));
         match self.layout {
@@ -585,11 +598,11 @@ impl Prepared<'_> {
                 token.param("si", self.policy_id);
                 token.param("sduoid", sduoid);
                 token.param("sr", self.sr);
-                token.response_headers(&self.response_headers);
+                token.response_headers(self.response_headers);
                 token.param("ses", self.encryption_scope);
                 if let Some(depth) = self.directory_depth {
                     token.start("sdd");
-                    let _ = write!(token.0, "{depth}");
+                    push_decimal(token.0, depth);
                 }
                 if let Some(extras) = extras {
                     token.param("saoid", present(&extras.authorized_user_object_id));
@@ -611,15 +624,16 @@ impl Prepared<'_> {
                 token.param("si", self.policy_id);
                 token.param("sduoid", sduoid);
                 token.param("sr", self.sr);
-                token.response_headers(&self.response_headers);
+                token.response_headers(self.response_headers);
                 self.delegation_params(&mut token);
             }
             Layout::Table => {
                 token.param("si", self.policy_id);
-                token.param("tn", Some(self.container));
+                // Validated letters and digits.
+                token.param("tn", Some(Unreserved(self.container)));
                 for (name, value) in ["spk", "srk", "epk", "erk"]
                     .into_iter()
-                    .zip(self.table_keys)
+                    .zip(table_key_values(self.table_keys))
                 {
                     token.param(name, value);
                 }
@@ -642,17 +656,20 @@ impl Prepared<'_> {
 }
 
 /// A query string under construction.
-struct Token<'o>(&'o mut String);
+struct Token<'o>(&'o mut Vec<u8>);
 
+// Inlined so each parameter name is a constant-length copy rather than a `memcpy` call.
 impl Token<'_> {
+    #[inline(always)]
     fn start(&mut self, name: &str) {
         if !self.0.is_empty() {
-            self.0.push('&');
+            self.0.push(b'&');
         }
-        self.0.push_str(name);
-        self.0.push('=');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.push(b'=');
     }
 
+    #[inline(always)]
     fn param<V: FieldValue>(&mut self, name: &str, value: Option<V>) {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             self.start(name);
@@ -660,12 +677,12 @@ impl Token<'_> {
         }
     }
 
-    fn response_headers(&mut self, values: &[Option<&str>; 5]) {
+    fn response_headers(&mut self, headers: &ResponseHeaders) {
         for (name, value) in ["rscc", "rscd", "rsce", "rscl", "rsct"]
             .into_iter()
-            .zip(values)
+            .zip(response_header_values(headers))
         {
-            self.param(name, *value);
+            self.param(name, value);
         }
     }
 
@@ -677,16 +694,16 @@ impl Token<'_> {
         self.start(param);
         for (index, (name, _)) in pairs.iter().enumerate() {
             if index > 0 {
-                self.0.push(',');
+                self.0.push(b',');
             }
-            push_encoded(self.0, name);
+            push_encoded(self.0, name.as_bytes());
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ResponseHeaders, TableKeyRange, sign, string_to_sign};
+    use super::super::{NEWEST_VERSION, TABLE_DEFAULT_VERSION, sign, string_to_sign};
     use super::*;
 
     const KEY: &str =
@@ -751,7 +768,7 @@ mod tests {
         p.permissions = Some("wr".into());
         p.expiry = Some("2030-01-01T00:00:00.999Z".parse().unwrap());
         let sas = sign(&p, &account_key()).unwrap();
-        assert_eq!(sas.permissions.as_deref(), Some("rw"));
+        assert_eq!(sas.permissions.as_ref().map(Letters::as_str), Some("rw"));
         assert_eq!(sas.version, NEWEST_VERSION);
         assert_eq!(sas.expiry, Some("2030-01-01T00:00:00Z".parse().unwrap()));
         assert!(

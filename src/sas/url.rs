@@ -1,6 +1,6 @@
 //! Service endpoints and resource URLs.
 
-use super::encoding::push_encoded;
+use super::encoding::encode;
 use super::{Resource, Service};
 
 /// `https://{account}.{service}.core.windows.net`
@@ -36,7 +36,7 @@ pub fn resource_url(endpoint: &str, resource: &Resource) -> String {
     for part in std::iter::once(first).chain(rest) {
         url.push('/');
         // The encoder keeps `/`, so each segment of a path is encoded on its own.
-        push_encoded(&mut url, part);
+        url.push_str(&encode(part));
     }
     url
 }

@@ -12,6 +12,14 @@ fn invalid(kind: &'static str, name: &str, reason: &'static str) -> SasError {
     }
 }
 
+/// Whether `byte` occurs twice in a row in `text` (cheaper than a substring search, whose
+/// set-up dominates on names this short).
+fn repeats(text: &str, byte: u8) -> bool {
+    text.as_bytes()
+        .windows(2)
+        .any(|pair| pair[0] == byte && pair[1] == byte)
+}
+
 /// Storage account: 3-24 lowercase letters and digits.
 pub fn account_name(name: &str) -> Result<(), SasError> {
     if !(3..=24).contains(&name.len()) {
@@ -53,7 +61,7 @@ fn dns_like_name(kind: &'static str, name: &str) -> Result<(), SasError> {
             "must start and end with a letter or digit",
         ));
     }
-    if name.contains("--") {
+    if repeats(name, b'-') {
         return Err(invalid(kind, name, "must not contain consecutive hyphens"));
     }
     Ok(())
@@ -111,7 +119,7 @@ pub fn path(kind: &'static str, path: &str) -> Result<(), SasError> {
     if path.is_empty() {
         return Err(invalid(kind, path, "must not be empty"));
     }
-    if path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+    if path.starts_with('/') || path.ends_with('/') || repeats(path, b'/') {
         return Err(invalid(
             kind,
             path,

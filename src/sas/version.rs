@@ -46,17 +46,42 @@ const fn ordinal_of(text: &str) -> u32 {
     n
 }
 
+/// `text == known` for `YYYY-MM-DD` text, as one fixed-size compare instead of a `memcmp` call.
+#[inline]
+fn is_exactly(text: &str, known: &str) -> bool {
+    match (
+        text.as_bytes().first_chunk::<10>(),
+        known.as_bytes().first_chunk::<10>(),
+    ) {
+        (Some(head), Some(known_head)) => text.len() == known.len() && head == known_head,
+        _ => text == known,
+    }
+}
+
 impl<'a> SignedVersion<'a> {
     /// Parses `YYYY-MM-DD` and checks it is a real date from [`OLDEST_VERSION`] to
     /// [`super::NEWEST_VERSION`].
+    #[inline]
     pub fn parse(text: &'a str) -> Result<Self, SasError> {
-        // The default version is the common case; skip re-validating it.
-        if text == super::NEWEST_VERSION {
+        // The defaults are the common case: skip re-validating them, and inline this much.
+        const NEWEST: u32 = ordinal_of(super::NEWEST_VERSION);
+        const TABLE_DEFAULT: u32 = ordinal_of(super::TABLE_DEFAULT_VERSION);
+        if is_exactly(text, super::NEWEST_VERSION) {
             return Ok(SignedVersion {
                 text,
-                ordinal: ordinal_of(super::NEWEST_VERSION),
+                ordinal: NEWEST,
             });
         }
+        if is_exactly(text, super::TABLE_DEFAULT_VERSION) {
+            return Ok(SignedVersion {
+                text,
+                ordinal: TABLE_DEFAULT,
+            });
+        }
+        Self::parse_other(text)
+    }
+
+    fn parse_other(text: &'a str) -> Result<Self, SasError> {
         let unsupported = || SasError::UnsupportedVersion {
             version: text.to_owned(),
             oldest: OLDEST_VERSION,
@@ -84,26 +109,45 @@ impl<'a> SignedVersion<'a> {
         Ok(SignedVersion { text, ordinal })
     }
 
-    pub fn as_str(&self) -> &'a str {
-        self.text
-    }
-
-    /// Whether this version is `minimum` or newer.
+    /// Whether this version is `minimum` or newer. Always inlined: the floors are constants, so
+    /// their ordinals fold at compile time instead of being parsed on every check.
+    #[inline(always)]
     pub fn at_least(&self, minimum: &str) -> bool {
         self.ordinal >= ordinal_of(minimum)
     }
 
     /// `Ok` if this version can carry `field`, else the error naming the field and the floor.
+    #[inline(always)]
     pub fn require(&self, field: &'static str, minimum: &'static str) -> Result<(), SasError> {
         if self.at_least(minimum) {
             Ok(())
         } else {
-            Err(SasError::FieldNeedsVersion {
-                field,
-                minimum,
-                version: self.text.to_owned(),
-            })
+            Err(self.too_old_for(field, minimum))
         }
+    }
+
+    #[cold]
+    fn too_old_for(&self, field: &'static str, minimum: &'static str) -> SasError {
+        SasError::FieldNeedsVersion {
+            field,
+            minimum,
+            version: self.text.to_owned(),
+        }
+    }
+}
+
+/// A validated version is digits and `-`, which the token carries as they are.
+impl super::encoding::FieldValue for SignedVersion<'_> {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn push_raw(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.text.as_bytes());
+    }
+
+    fn push_encoded(&self, out: &mut Vec<u8>) {
+        self.push_raw(out);
     }
 }
 
@@ -145,6 +189,18 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_defaults_are_recognised_only_when_exactly_equal() {
+        assert!(is_exactly("2019-02-02", "2019-02-02"));
+        assert!(!is_exactly("2019-02-02x", "2019-02-02"));
+        assert!(!is_exactly("2019-02-0", "2019-02-02"));
+        assert!(!is_exactly("2019-02-03", "2019-02-02"));
+        assert_eq!(
+            SignedVersion::parse("2026-10-06 ").unwrap_err().category(),
+            "UnsupportedVersion"
+        );
     }
 
     #[test]
