@@ -160,7 +160,7 @@ pub struct Sas {
     pub token: String,
     /// Canonical permission letters (None when only a stored policy gives them); held inline.
     pub permissions: Option<Letters>,
-    /// `sv`; borrowed when it is one of the defaults, so a typical token allocates only itself.
+    /// `sv`; borrowed when the default applied, so a typical token allocates only itself.
     pub version: Cow<'static, str>,
     pub expiry: Option<Timestamp>,
 }
