@@ -255,16 +255,21 @@ mod tests {
         assert!(is_owned_by(&secret, "u1"));
     }
 
-    #[test]
-    fn the_desired_secret_holds_token_url_connection_string_and_expiry() {
-        let secret = desired_secret(
+    /// The Secret for grant "app" in "ns", owned by uid "u1".
+    fn app_secret() -> Secret {
+        desired_secret(
             "app-sas",
             "ns",
             owner("u1", true),
             "app",
             &signed(),
             &endpoints(),
-        );
+        )
+    }
+
+    #[test]
+    fn the_desired_secret_holds_token_url_connection_string_and_expiry() {
+        let secret = app_secret();
         let data = secret.data.as_ref().unwrap();
         let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
         assert_eq!(text(KEY_SAS_TOKEN), "sv=x&sig=y");
@@ -286,14 +291,7 @@ mod tests {
 
     #[test]
     fn the_issued_token_is_read_back_from_the_secret_we_write() {
-        let secret = desired_secret(
-            "app-sas",
-            "ns",
-            owner("u1", true),
-            "app",
-            &signed(),
-            &endpoints(),
-        );
+        let secret = app_secret();
         let issued = issued_token(&secret);
         assert_eq!(issued.inputs_hash.as_deref(), Some("abc"));
         assert_eq!(
@@ -309,14 +307,7 @@ mod tests {
 
     #[test]
     fn a_secret_missing_a_data_key_is_incomplete() {
-        let mut secret = desired_secret(
-            "app-sas",
-            "ns",
-            owner("u1", true),
-            "app",
-            &signed(),
-            &endpoints(),
-        );
+        let mut secret = app_secret();
         secret.data.as_mut().unwrap().remove(KEY_SAS_URL);
         assert!(!issued_token(&secret).complete);
     }

@@ -110,13 +110,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_ready_grant_shows_expiry_renewal_and_token_hash() {
-        let status = desired_status(
-            None,
-            Some(3),
+    /// The status of a blob grant writing Secret "app".
+    fn status_for(
+        previous: Option<&SasGrantStatus>,
+        generation: Option<i64>,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> SasGrantStatus {
+        desired_status(
+            previous,
+            generation,
             Some("blob"),
             Some("app"),
+            outcome,
+            now,
+        )
+    }
+
+    #[test]
+    fn a_ready_grant_shows_expiry_renewal_and_token_hash() {
+        let status = status_for(
+            None,
+            Some(3),
             &Outcome::Ready(facts()),
             ts("2030-01-01T00:00:01Z"),
         );
@@ -134,19 +149,15 @@ mod tests {
 
     #[test]
     fn an_unchanged_outcome_gives_an_identical_status() {
-        let first = desired_status(
+        let first = status_for(
             None,
             Some(1),
-            Some("blob"),
-            Some("app"),
             &Outcome::Ready(facts()),
             ts("2030-01-01T00:00:01Z"),
         );
-        let again = desired_status(
+        let again = status_for(
             Some(&first),
             Some(1),
-            Some("blob"),
-            Some("app"),
             &Outcome::Ready(facts()),
             ts("2030-01-01T01:00:00Z"),
         );
@@ -155,11 +166,9 @@ mod tests {
 
     #[test]
     fn a_failure_keeps_the_token_facts_and_flips_ready() {
-        let ready = desired_status(
+        let ready = status_for(
             None,
             Some(1),
-            Some("blob"),
-            Some("app"),
             &Outcome::Ready(facts()),
             ts("2030-01-01T00:00:01Z"),
         );
@@ -167,14 +176,7 @@ mod tests {
             reason: "KeySecretNotFound",
             message: "key Secret \"k\" not found".into(),
         };
-        let status = desired_status(
-            Some(&ready),
-            Some(2),
-            Some("blob"),
-            Some("app"),
-            &failed,
-            ts("2030-01-01T00:10:00Z"),
-        );
+        let status = status_for(Some(&ready), Some(2), &failed, ts("2030-01-01T00:10:00Z"));
         assert_eq!(status.expires_at, ready.expires_at);
         assert_eq!(status.token_hash, ready.token_hash);
         let condition = ready_condition(Some(&status)).unwrap();
