@@ -80,23 +80,6 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
     operator.assert_logs_free_of(&[&common::azurite().key, &token]);
 }
 
-/// `kubectl apply -k deploy/`: CRD, namespace, ServiceAccount, RBAC, Deployment, Service.
-/// No nodes or scheduler exist, so the Deployment makes no pods; the test runs the binary.
-fn install_deploy_directory() {
-    let output = common::control_plane()
-        .kubectl()
-        .arg("apply")
-        .arg("-k")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
-        .output()
-        .expect("run kubectl apply -k deploy/");
-    assert!(
-        output.status.success(),
-        "kubectl apply -k deploy/ failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// The controller's scenario, driven so that every kind of write happens at least once: a
 /// first signing (Secret create), a spec change (Secret patch), status writes, a foreign
 /// Secret (SecretNotOwned Event), and the same Warning twice (the recorder patches the

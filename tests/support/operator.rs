@@ -146,6 +146,55 @@ impl Drop for Operator {
     }
 }
 
+/// `kubectl apply -k deploy/`: CRD, namespace, ServiceAccount, RBAC, Deployment, Service.
+/// No nodes or scheduler exist, so the Deployment makes no pods; the tests run the binary.
+pub fn install_deploy_directory() {
+    let output = common::control_plane()
+        .kubectl()
+        .arg("apply")
+        .arg("-k")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
+        .output()
+        .expect("run kubectl apply -k deploy/");
+    assert!(
+        output.status.success(),
+        "kubectl apply -k deploy/ failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The namespace and ServiceAccount `deploy/` runs the operator as.
+pub const DEPLOY_NAMESPACE: &str = "sas-operator";
+pub const DEPLOY_SERVICE_ACCOUNT: &str = "sas-operator";
+
+impl Operator {
+    /// Starts the operator as `deploy/` runs it: under its ServiceAccount's token, so with
+    /// exactly `deploy/rbac.yaml`'s permissions, watching `namespaces` without leader election
+    /// (plus `extra_args`). Installs `deploy/` first (idempotent).
+    pub async fn under_deploy_rbac(
+        log_name: &str,
+        namespaces: &[&str],
+        extra_args: &[&str],
+    ) -> Operator {
+        install_deploy_directory();
+        let kubeconfig = common::control_plane()
+            .service_account_kubeconfig(DEPLOY_NAMESPACE, DEPLOY_SERVICE_ACCOUNT)
+            .await;
+        let watched = namespaces.join(",");
+        let mut args = vec!["--namespace", watched.as_str()];
+        args.extend_from_slice(extra_args);
+        Operator::spawn(
+            log_name,
+            &kubeconfig,
+            &args,
+            &[
+                ("SAS_OPERATOR_LEADER_ELECTION", "false"),
+                ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
+            ],
+        )
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (for `--metrics-address`).
 pub fn free_local_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,4 @@
+//! Hostile grants: secrets. See tests/hostile.rs.
+
+#[allow(unused_imports)]
+use crate::{common, operator::*};
