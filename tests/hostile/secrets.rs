@@ -420,3 +420,59 @@ async fn a_swapped_in_token_is_re_signed_at_once_even_with_every_field_made_cons
     assert_tenant_ready_promptly(&client, &tenant).await;
     operator.assert_logs_free_of(&[&azurite.key, &original, &forged, &token]);
 }
+
+#[tokio::test]
+async fn the_opt_in_command_from_the_error_makes_the_grant_ready_within_seconds() {
+    let (client, ns) = namespace("hostile-optin").await;
+    let (operator, _) = operator_for("hostile-secrets-optin", &[&ns]).await;
+    let azurite = common::azurite();
+    create_secret(
+        &client,
+        &ns,
+        &unlabelled_secret("azurite-keys", &[("key1", &azurite.key)]),
+    )
+    .await;
+    create_grant(
+        &client,
+        &ns,
+        &grant(
+            "app",
+            json!({"container": {"name": "data"}}),
+            "rl",
+            json!({}),
+        ),
+    )
+    .await;
+    let refused = wait_ready(&client, &ns, "app", "False", "KeySecretNotLabelled").await;
+    assert!(get_secret(&client, &ns, "app").await.is_none());
+
+    // Run exactly the command the message gives.
+    let message = ready_message(&refused);
+    let command = message
+        .split("run: ")
+        .nth(1)
+        .expect("the message ends with the command to run");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[..2], ["kubectl", "label"], "{command}");
+    let output = common::control_plane()
+        .kubectl()
+        .args(&args[1..])
+        .output()
+        .expect("run kubectl label");
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let labelled_at = Instant::now();
+    let ready = Api::<SasGrant>::namespaced(client.clone(), &ns);
+    wait_for("the grant to be Ready once labelled", PROMPTLY, || async {
+        let found = ready.get("app").await.ok()?;
+        (ready_of(&found) == Some(("True".into(), "TokenValid".into()))).then_some(())
+    })
+    .await;
+    assert!(labelled_at.elapsed() < PROMPTLY);
+    let token = data(&get_secret(&client, &ns, "app").await.unwrap(), "sasToken");
+    operator.assert_logs_free_of(&[&azurite.key, &token]);
+}
