@@ -55,7 +55,7 @@ for _ in $(seq 60); do
 done
 curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || die "the operator did not become ready; see $DEMO_DIR/operator.log"
 
-step "Applying examples/ (a key Secret for Azurite's account and four grants) to namespace $NAMESPACE"
+step "Applying examples/ (a labelled key Secret for Azurite's account and four grants) to namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # The examples name Azurite's default ports; this Azurite listens on free ones.
 kubectl kustomize "$REPO_ROOT/examples" \
@@ -63,6 +63,9 @@ kubectl kustomize "$REPO_ROOT/examples" \
         -e "s#http://127.0.0.1:10001/devstoreaccount1#$AZURITE_QUEUE_ENDPOINT#" \
         -e "s#http://127.0.0.1:10002/devstoreaccount1#$AZURITE_TABLE_ENDPOINT#" \
   | kubectl apply -n "$NAMESPACE" -f -
+# The operator signs only with key Secrets opted in by this label. examples/ already sets it;
+# this is the command for a key Secret made another way (Azure Service Operator, by hand).
+kubectl label --overwrite secret azurite-keys -n "$NAMESPACE" sas-operator.io/signing-key=true
 kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s sasgrant --all
 kubectl get sasgrants -n "$NAMESPACE" -o wide
 

@@ -9,11 +9,23 @@ pub enum Error {
     #[error("key Secret {name:?} not found in the grant's namespace")]
     KeySecretNotFound { name: String },
 
+    #[error(
+        "key Secret {name:?} is not labelled sas-operator.io/signing-key=true; to let grants \
+         sign with it, run: kubectl label secret {name} sas-operator.io/signing-key=true -n {namespace}"
+    )]
+    KeySecretNotLabelled { name: String, namespace: String },
+
     #[error("key Secret {secret:?} has no data key {key:?}")]
     KeyNotFound { secret: String, key: String },
 
     #[error("data key {key:?} of Secret {secret:?} is not a base64 account key")]
     KeyNotBase64 { secret: String, key: String },
+
+    #[error(
+        "data key {key:?} of Secret {secret:?} is not an Azure storage account key (base64 of \
+         exactly 64 bytes)"
+    )]
+    KeyNotAccountKey { secret: String, key: String },
 
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
@@ -43,7 +55,9 @@ impl Error {
         match self {
             Error::KeySecretNotFound { .. } => "KeySecretNotFound",
             Error::KeyNotFound { .. } => "KeyNotFound",
+            Error::KeySecretNotLabelled { .. } => "KeySecretNotLabelled",
             Error::KeyNotBase64 { .. } => "KeyNotBase64",
+            Error::KeyNotAccountKey { .. } => "KeyNotAccountKey",
             Error::InvalidGrant(_) => "InvalidGrant",
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",

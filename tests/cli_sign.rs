@@ -644,3 +644,69 @@ fn an_unknown_flag_is_one_line_and_exit_code_two() {
 fn a_missing_kind_names_the_argument_on_one_line() {
     assert_fails_with(&sign(&[], Some(KEY)), "not provided: <KIND>");
 }
+
+// ---- a key in the wrong place is never printed back ----------------------------------------
+
+/// A key given as an extra positional argument, or as the kind itself.
+#[test]
+fn a_key_passed_positionally_is_never_echoed() {
+    let mut extra = blob_args(&[]);
+    extra.push(KEY);
+    assert_fails_with(&sign(&extra, None), "unexpected argument (not shown");
+    assert_fails_with(
+        &sign(&["--account-name", "acct1", KEY], None),
+        "unknown SAS kind (not shown",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_sas-operator"))
+        .arg(KEY)
+        .output()
+        .expect("the sas-operator binary runs");
+    assert_fails_with(&output, "unrecognized subcommand (not shown");
+}
+
+/// clap takes a value starting with `-` for a flag and quotes it: `-S` of `-SECRET...`, the
+/// whole of it after `--`.
+#[test]
+fn a_key_starting_with_a_dash_is_never_echoed() {
+    let dash_key = "-SECRETKEY0123456789abcdefghijklmnopqrstuvwxyz_0123456789abcdefghijklmnop";
+    for output in [
+        sign(&blob_args(&["--account-key", dash_key]), None),
+        sign(&blob_args(&["--account-key", "--", dash_key]), None),
+        sign(&blob_args(&["--", dash_key]), Some(KEY)),
+    ] {
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains("-S"), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(!err.contains(KEY), "{err}");
+    }
+}
+
+#[test]
+fn a_key_given_to_another_flag_is_not_echoed_in_its_error() {
+    assert_fails_with(
+        &sign(&blob_args(&["--expiry", KEY]), Some(KEY)),
+        "invalid --expiry (not shown",
+    );
+}
+
+#[test]
+fn a_user_delegation_key_file_over_64_kib_is_refused_unread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.json");
+    // Valid JSON (leading whitespace) just over the limit: refused for its size alone.
+    let padding = " ".repeat(64 * 1024);
+    std::fs::write(&path, format!(r#"{padding}{{"value": "{BAD_KEY}"}}"#)).expect("write");
+    let output = sign(
+        &blob_args(&["--user-delegation-key", path.to_str().expect("UTF-8 path")]),
+        None,
+    );
+    assert_fails_with(&output, "larger than 64 KiB");
+}
+
+#[test]
+fn an_endless_user_delegation_key_file_is_refused() {
+    let output = sign(&blob_args(&["--user-delegation-key", "/dev/zero"]), None);
+    assert_fails_with(&output, "larger than 64 KiB");
+}

@@ -582,7 +582,7 @@ async fn a_foreign_secret_of_the_target_name_is_left_untouched() {
     create_secret(
         &client,
         &ns,
-        &key_secret("taken", &[("mine", "do not touch")]),
+        &unlabelled_secret("taken", &[("mine", "do not touch")]),
     )
     .await;
     let before = get_secret(&client, &ns, "taken").await.unwrap();

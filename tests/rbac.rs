@@ -137,7 +137,12 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     assert_eq!(status, 200, "the operator's token must list the container");
 
     // A Secret of the target name that is not ours is refused with an Event.
-    create_secret(client, ns, &key_secret("taken", &[("mine", "keep out")])).await;
+    create_secret(
+        client,
+        ns,
+        &unlabelled_secret("taken", &[("mine", "keep out")]),
+    )
+    .await;
     create_grant(
         client,
         ns,

@@ -52,21 +52,156 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ) {
         err.exit();
     }
-    let rendered = err.render().to_string();
-    let mut lines = rendered
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty());
-    let mut line = lines
-        .next()
-        .unwrap_or("error: invalid arguments")
-        .to_string();
-    // "the following required arguments were not provided:" names them on the next line.
-    if line.ends_with(':')
-        && let Some(detail) = lines.next()
-    {
-        line = format!("{line} {detail}");
-    }
-    eprintln!("{line}");
+    eprintln!("{}", usage_line(&err));
     ExitCode::from(2)
+}
+
+/// The one line for a parse error. clap quotes what it could not place, and that may be a key:
+/// one given positionally, or one starting with `-` (taken for a flag). So an argument is named
+/// only when it is a flag name, and a rejected value never.
+pub fn usage_line(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    let first_line = || {
+        let rendered = err.render().to_string();
+        let mut lines = rendered
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty());
+        let mut line = lines
+            .next()
+            .unwrap_or("error: invalid arguments")
+            .to_string();
+        // "the following required arguments were not provided:" names them on the next line.
+        if line.ends_with(':')
+            && let Some(detail) = lines.next()
+        {
+            line = format!("{line} {detail}");
+        }
+        line
+    };
+    match err.kind() {
+        ErrorKind::UnknownArgument => match context(ContextKind::InvalidArg) {
+            Some(arg) if is_flag_name(arg) => format!("error: unexpected argument '{arg}' found"),
+            _ => "error: unexpected argument (not shown, in case it is a key): every value \
+                  follows its --flag; pass keys with --account-key or AZURE_STORAGE_KEY"
+                .to_string(),
+        },
+        ErrorKind::InvalidSubcommand => {
+            "error: unrecognized subcommand (not shown, in case it is a key): expected sign, \
+             crd or run"
+                .to_string()
+        }
+        // "a value is required for '--flag' but none was supplied" quotes no input.
+        ErrorKind::InvalidValue if context(ContextKind::InvalidValue) == Some("") => first_line(),
+        ErrorKind::InvalidValue
+        | ErrorKind::ValueValidation
+        | ErrorKind::NoEquals
+        | ErrorKind::TooManyValues => {
+            let flag = context(ContextKind::InvalidArg).unwrap_or("an argument");
+            let expected = match err.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(values)) if !values.is_empty() => {
+                    format!("; expected one of: {}", values.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!("error: invalid value for '{flag}' (not shown){expected}")
+        }
+        // These name only arguments as they are declared, never what was typed.
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::ArgumentConflict
+        | ErrorKind::WrongNumberOfValues
+        | ErrorKind::TooFewValues
+        | ErrorKind::MissingSubcommand
+        | ErrorKind::InvalidUtf8 => first_line(),
+        _ => "error: invalid arguments; see --help".to_string(),
+    }
+}
+
+/// `--lower-case-words`: what a mistyped flag looks like, and what no base64 key looks like.
+fn is_flag_name(arg: &str) -> bool {
+    arg.strip_prefix("--").is_some_and(|name| {
+        (1..=40).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn line_for(argv: &[&str]) -> String {
+        let err = Cli::try_parse_from(argv).expect_err("a parse error");
+        usage_line(&err)
+    }
+
+    #[test]
+    fn a_key_given_positionally_is_not_echoed() {
+        for argv in [
+            &["sas-operator", "sign", "blob", KEY][..],
+            &["sas-operator", KEY],
+            &["sas-operator", "sign", "blob", "--account-name", "a", KEY],
+        ] {
+            let line = line_for(argv);
+            assert!(!line.contains("Eby8"), "{line}");
+            assert!(line.starts_with("error: "), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_key_starting_with_a_dash_is_not_echoed() {
+        let key = "-by8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq_K1SZFPTOtr_KBHBe";
+        for argv in [
+            &["sas-operator", "sign", "blob", "--account-key", key][..],
+            &["sas-operator", "sign", "blob", "--", key, "extra"],
+            &["sas-operator", "sign", "blob", "--account-name", "a", key],
+        ] {
+            let line = line_for(argv);
+            assert!(!line.contains("by8vd"), "{line}");
+            assert!(!line.contains("-b"), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_mistyped_flag_is_still_named() {
+        assert_eq!(
+            line_for(&["sas-operator", "sign", "blob", "--bogus"]),
+            "error: unexpected argument '--bogus' found"
+        );
+    }
+
+    #[test]
+    fn a_rejected_value_is_not_echoed_but_the_choices_are() {
+        let line = line_for(&["sas-operator", "run", "--log-format", KEY]);
+        assert!(!line.contains("Eby8"), "{line}");
+        assert!(line.contains("--log-format"), "{line}");
+        assert!(line.contains("text, json"), "{line}");
+    }
+
+    #[test]
+    fn a_missing_value_names_the_flag() {
+        let line = line_for(&["sas-operator", "sign", "blob", "--account-key"]);
+        assert!(
+            line.contains("a value is required for '--account-key"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn flag_names_are_short_lower_case_words() {
+        assert!(is_flag_name("--account-key"));
+        assert!(!is_flag_name("-E"));
+        assert!(!is_flag_name("--Eby8vd"));
+        assert!(!is_flag_name("--bogus=value"));
+        assert!(!is_flag_name(KEY));
+    }
 }

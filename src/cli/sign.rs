@@ -218,7 +218,8 @@ pub enum CliError {
     #[error(transparent)]
     Sas(#[from] SasError),
     #[error(
-        "unknown SAS kind {0:?}: expected account, container, blob, directory, share, file, queue or table"
+        "unknown SAS kind {}: expected account, container, blob, directory, share, file, queue or table",
+        shown(.0)
     )]
     UnknownKind(String),
     #[error("missing --{flag}: required for {context}")]
@@ -231,7 +232,7 @@ pub enum CliError {
         flag: &'static str,
         context: &'static str,
     },
-    #[error("invalid --{flag} {value:?}: {reason}")]
+    #[error("invalid --{flag} {}: {reason}", shown(value))]
     InvalidValue {
         flag: &'static str,
         value: String,
@@ -241,6 +242,20 @@ pub enum CliError {
     MissingKey,
     #[error("cannot use the user delegation key file {path:?}: {reason}")]
     UserDelegationKeyFile { path: PathBuf, reason: String },
+}
+
+/// A value for an error message, quoted, unless it might be a key: a key given in the wrong
+/// place (positionally, or after the wrong flag) must not be printed back.
+fn shown(value: &str) -> String {
+    let key_like = value.len() >= 16
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b));
+    if key_like {
+        "(not shown: it looks like key material)".to_string()
+    } else {
+        format!("{value:?}")
+    }
 }
 
 /// Runs `sas-operator sign`: prints the token (or URL/JSON) or one error line; exit code 2 on
@@ -506,12 +521,30 @@ struct UserDelegationKeyFile {
     value: String,
 }
 
+/// A user delegation key file is a few hundred bytes; a larger one is a mistake (or
+/// `/dev/zero`), and is refused before it is read into memory.
+pub const USER_DELEGATION_KEY_FILE_LIMIT: u64 = 64 * 1024;
+
+/// Reads at most `limit` bytes of UTF-8; a longer file is an error, not a truncated read.
+fn read_capped(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {} KiB", limit / 1024));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
 fn read_user_delegation_key(path: &Path) -> Result<UserDelegationKey, CliError> {
     let fail = |reason: String| CliError::UserDelegationKeyFile {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let text = read_capped(path, USER_DELEGATION_KEY_FILE_LIMIT).map_err(fail)?;
     let file: UserDelegationKeyFile =
         serde_json::from_str(&text).map_err(|e| fail(describe_json_error(&e)))?;
     Ok(UserDelegationKey {

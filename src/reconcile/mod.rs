@@ -178,7 +178,10 @@ async fn sync(
     let inputs_hash = secret::inputs_hash(&grant.spec, &plan.target_secret, &key);
     let jitter = schedule::jitter(&uid, plan.renew_before);
     let renew_at = |expires_at| schedule::renew_at(expires_at, plan.renew_before, jitter);
-    let issued = existing.as_ref().map(secret::issued_token);
+    let mac_key = secret::SecretMacKey::derive(&key);
+    let issued = existing
+        .as_ref()
+        .map(|found| secret::issued_token(found, &mac_key));
     let reason = match policy::decide(issued.as_ref(), &inputs_hash, now, renew_at) {
         Decision::Keep { renew_at } => {
             let found = existing
@@ -210,6 +213,7 @@ async fn sync(
         expires_at,
         rotated_at: now,
         inputs_hash,
+        mac_key,
     };
     let owner = grant
         .controller_owner_ref(&())

@@ -9,9 +9,13 @@ use jiff::Timestamp;
 pub struct IssuedToken {
     /// Hash of everything that went into the token: spec, target and key fingerprint.
     pub inputs_hash: Option<String>,
+    /// The token's own expiry (`se`), never the `expiresAt` field written next to it.
     pub expires_at: Option<Timestamp>,
-    /// Whether every data key we write is present.
+    /// Whether every data key we write, and the MAC annotation, is present.
     pub complete: bool,
+    /// Whether the Secret is exactly what we wrote: its MAC verifies under the current key, and
+    /// `expiresAt`, `sasUrl` and `connectionString` agree with the token.
+    pub intact: bool,
 }
 
 /// Why a new token is signed.
@@ -23,6 +27,9 @@ pub enum SignReason {
     InputsChanged,
     /// A data key is missing or unreadable (someone edited the Secret).
     SecretIncomplete,
+    /// The Secret's MAC does not verify or its fields disagree with the token: someone other
+    /// than the operator changed it.
+    SecretTampered,
     /// The renewal time has come.
     RenewalDue,
 }
@@ -33,6 +40,7 @@ impl SignReason {
             SignReason::SecretMissing => "SecretMissing",
             SignReason::InputsChanged => "InputsChanged",
             SignReason::SecretIncomplete => "SecretIncomplete",
+            SignReason::SecretTampered => "SecretTampered",
             SignReason::RenewalDue => "RenewalDue",
         }
     }
@@ -63,6 +71,9 @@ pub fn decide(
     let Some(expires_at) = issued.expires_at.filter(|_| issued.complete) else {
         return Decision::Sign(SignReason::SecretIncomplete);
     };
+    if !issued.intact {
+        return Decision::Sign(SignReason::SecretTampered);
+    }
     let due = renew_at(expires_at);
     if now >= due {
         Decision::Sign(SignReason::RenewalDue)
@@ -84,6 +95,7 @@ mod tests {
             inputs_hash: Some("h1".into()),
             expires_at: Some(ts(expires_at)),
             complete: true,
+            intact: true,
         }
     }
 
@@ -122,6 +134,33 @@ mod tests {
             one_hour_before,
         );
         assert_eq!(decision, Decision::Sign(SignReason::SecretIncomplete));
+    }
+
+    #[test]
+    fn a_tampered_secret_is_signed_again_at_once() {
+        let mut token = issued("2030-01-01T08:00:00Z");
+        token.intact = false;
+        let decision = decide(
+            Some(&token),
+            "h1",
+            ts("2030-01-01T00:00:01Z"),
+            one_hour_before,
+        );
+        assert_eq!(decision, Decision::Sign(SignReason::SecretTampered));
+    }
+
+    #[test]
+    fn a_changed_key_reads_as_changed_inputs_not_as_tampering() {
+        // A new key no longer verifies the old MAC; the inputs hash says why first.
+        let mut token = issued("2030-01-01T08:00:00Z");
+        token.intact = false;
+        let decision = decide(
+            Some(&token),
+            "h2",
+            ts("2030-01-01T00:00:01Z"),
+            one_hour_before,
+        );
+        assert_eq!(decision, Decision::Sign(SignReason::InputsChanged));
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Pure: the target Secret we want, the guard against touching Secrets we do not own, and what
 //! an existing Secret tells us about the token it holds.
+//!
+//! Anyone who may edit the target Secret could otherwise steer the operator through it (an
+//! `expiresAt` of 9999 kept a grant Ready forever). So the token is the only source of truth
+//! for its expiry (its own `se`), and everything we write is covered by a MAC under a key
+//! derived from the account key: a Secret we did not write exactly is re-signed.
 
 use std::collections::BTreeMap;
 
@@ -32,14 +37,50 @@ pub const MANAGER_NAME: &str = "sas-operator";
 pub const LABEL_GRANT: &str = "sas-operator.io/grant";
 pub const ANNOTATION_INPUTS_HASH: &str = "sas-operator.io/inputs-hash";
 pub const ANNOTATION_ROTATED_AT: &str = "sas-operator.io/rotated-at";
+/// HMAC-SHA256 (hex) over the Secret's name, namespace, annotations and data, under a
+/// [`SecretMacKey`].
+pub const ANNOTATION_MAC: &str = "sas-operator.io/mac";
 
-/// A signed token with what the Secret needs to say about it.
-#[derive(Debug, Clone)]
+/// A signed token with what the Secret needs to say about it. Its `Debug` never shows the
+/// token or the MAC key.
+#[derive(Clone)]
 pub struct SignedToken {
     pub token: String,
     pub expires_at: Timestamp,
     pub rotated_at: Timestamp,
     pub inputs_hash: String,
+    pub mac_key: SecretMacKey,
+}
+
+impl std::fmt::Debug for SignedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("rotated_at", &self.rotated_at)
+            .field("inputs_hash", &self.inputs_hash)
+            .field("mac_key", &self.mac_key)
+            .finish()
+    }
+}
+
+/// The key of the target Secret's integrity MAC: HMAC(account key, fixed label). Derived, so a
+/// MAC is never a signature under the account key itself (it cannot be replayed as a SAS
+/// signature), yet only a holder of the account key can forge one.
+#[derive(Clone)]
+pub struct SecretMacKey(AccountKey);
+
+impl SecretMacKey {
+    pub fn derive(account_key: &AccountKey) -> Self {
+        let derived = account_key.hmac_sha256(b"sas-operator/target-secret-mac/v1");
+        SecretMacKey(AccountKey::from_bytes(derived.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for SecretMacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretMacKey(<redacted>)")
+    }
 }
 
 /// Where the token is used: one endpoint per granted service, in `b q t f` order.
@@ -59,25 +100,116 @@ pub fn is_owned_by(secret: &Secret, grant_uid: &str) -> bool {
         .any(|owner| owner.controller == Some(true) && owner.uid == grant_uid)
 }
 
-/// What an owned Secret says about its token.
-pub fn issued_token(secret: &Secret) -> IssuedToken {
+/// What an owned Secret says about its token. The expiry is the token's own `se`; the
+/// `expiresAt` field only has to agree with it.
+pub fn issued_token(secret: &Secret, mac_key: &SecretMacKey) -> IssuedToken {
     let data = secret.data.as_ref();
     let text = |key: &str| {
         data.and_then(|d| d.get(key))
             .and_then(|bytes| std::str::from_utf8(&bytes.0).ok())
     };
-    IssuedToken {
-        inputs_hash: secret
+    let annotation = |key: &str| {
+        secret
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(ANNOTATION_INPUTS_HASH))
-            .cloned(),
-        expires_at: text(KEY_EXPIRES_AT).and_then(|t| t.parse().ok()),
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    };
+    let token = text(KEY_SAS_TOKEN).unwrap_or_default();
+    let expires_at = token_expiry(token);
+    let consistent = expires_at.is_some()
+        && text(KEY_EXPIRES_AT).and_then(|t| t.parse::<Timestamp>().ok()) == expires_at
+        && text(KEY_SAS_URL)
+            .and_then(|url| url.split_once('?'))
+            .map(|(_, query)| query)
+            == Some(token)
+        && text(KEY_CONNECTION_STRING).is_some_and(|cs| connection_string_token(cs) == Some(token));
+    let mac_verifies = annotation(ANNOTATION_MAC).is_some_and(|found| {
+        let expected = secret_mac(
+            mac_key,
+            secret.metadata.namespace.as_deref().unwrap_or_default(),
+            secret.metadata.name.as_deref().unwrap_or_default(),
+            annotation(ANNOTATION_INPUTS_HASH),
+            annotation(ANNOTATION_ROTATED_AT),
+            |key| {
+                data.and_then(|d| d.get(key))
+                    .map(|bytes| bytes.0.as_slice())
+            },
+        );
+        constant_time_eq(found.as_bytes(), expected.as_bytes())
+    });
+    IssuedToken {
+        inputs_hash: annotation(ANNOTATION_INPUTS_HASH).map(str::to_string),
+        expires_at,
         complete: DATA_KEYS
             .iter()
-            .all(|key| text(key).is_some_and(|v| !v.is_empty())),
+            .all(|key| text(key).is_some_and(|v| !v.is_empty()))
+            && annotation(ANNOTATION_MAC).is_some(),
+        intact: mac_verifies && consistent,
     }
+}
+
+/// The expiry a SAS token carries itself (`se`), if it has exactly one that is a timestamp.
+pub fn token_expiry(token: &str) -> Option<Timestamp> {
+    let mut values = token
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| *name == "se")
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The `SharedAccessSignature` of a connection string, if it has exactly one.
+fn connection_string_token(connection_string: &str) -> Option<&str> {
+    let mut tokens = connection_string
+        .split(';')
+        .filter_map(|part| part.strip_prefix("SharedAccessSignature="));
+    let token = tokens.next()?;
+    tokens.next().is_none().then_some(token)
+}
+
+/// The MAC over everything we write into a target Secret, bound to its name and namespace so
+/// a Secret cannot be copied under another name. Each field is length-prefixed, so no value can
+/// pose as another; a missing field differs from an empty one.
+fn secret_mac<'a>(
+    mac_key: &SecretMacKey,
+    namespace: &str,
+    name: &str,
+    inputs_hash: Option<&str>,
+    rotated_at: Option<&str>,
+    data: impl Fn(&str) -> Option<&'a [u8]>,
+) -> String {
+    let mut message = b"sas-operator/target-secret/v1".to_vec();
+    let mut field = |value: Option<&[u8]>| match value {
+        Some(value) => {
+            message.push(1);
+            message.extend_from_slice(&(value.len() as u64).to_be_bytes());
+            message.extend_from_slice(value);
+        }
+        None => message.push(0),
+    };
+    field(Some(namespace.as_bytes()));
+    field(Some(name.as_bytes()));
+    field(inputs_hash.map(str::as_bytes));
+    field(rotated_at.map(str::as_bytes));
+    for key in DATA_KEYS {
+        field(data(key));
+    }
+    let mac = mac_key.0.hmac_sha256(&message);
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The token stored in a Secret, if any (only ever hashed, never logged).
@@ -113,16 +245,6 @@ pub fn desired_secret(
         (LABEL_MANAGED_BY.to_string(), MANAGER_NAME.to_string()),
         (LABEL_GRANT.to_string(), grant_name.to_string()),
     ]);
-    let annotations = BTreeMap::from([
-        (
-            ANNOTATION_INPUTS_HASH.to_string(),
-            signed.inputs_hash.clone(),
-        ),
-        (
-            ANNOTATION_ROTATED_AT.to_string(),
-            signed.rotated_at.to_string(),
-        ),
-    ]);
     let data = BTreeMap::from([
         (KEY_SAS_TOKEN.to_string(), bytes(&signed.token)),
         (
@@ -137,6 +259,23 @@ pub fn desired_secret(
             KEY_EXPIRES_AT.to_string(),
             bytes(&signed.expires_at.to_string()),
         ),
+    ]);
+    let rotated_at = signed.rotated_at.to_string();
+    let mac = secret_mac(
+        &signed.mac_key,
+        namespace,
+        name,
+        Some(&signed.inputs_hash),
+        Some(&rotated_at),
+        |key| data.get(key).map(|bytes| bytes.0.as_slice()),
+    );
+    let annotations = BTreeMap::from([
+        (
+            ANNOTATION_INPUTS_HASH.to_string(),
+            signed.inputs_hash.clone(),
+        ),
+        (ANNOTATION_ROTATED_AT.to_string(), rotated_at),
+        (ANNOTATION_MAC.to_string(), mac),
     ]);
     Secret {
         metadata: ObjectMeta {
@@ -227,13 +366,32 @@ mod tests {
         }
     }
 
+    const TOKEN: &str = "se=2030-01-01T08%3A00%3A00Z&sv=x&sig=y";
+
+    fn account_key(fill: u8) -> AccountKey {
+        AccountKey::from_bytes(vec![fill; 64])
+    }
+
+    fn mac_key() -> SecretMacKey {
+        SecretMacKey::derive(&account_key(7))
+    }
+
     fn signed() -> SignedToken {
         SignedToken {
-            token: "sv=x&sig=y".into(),
+            token: TOKEN.into(),
             expires_at: "2030-01-01T08:00:00Z".parse().unwrap(),
             rotated_at: "2030-01-01T00:00:00Z".parse().unwrap(),
             inputs_hash: "abc".into(),
+            mac_key: mac_key(),
         }
+    }
+
+    fn set_data(secret: &mut Secret, key: &str, value: &str) {
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert(key.into(), bytes(value));
     }
 
     fn endpoints() -> TokenEndpoints {
@@ -272,14 +430,14 @@ mod tests {
         let secret = app_secret();
         let data = secret.data.as_ref().unwrap();
         let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
-        assert_eq!(text(KEY_SAS_TOKEN), "sv=x&sig=y");
+        assert_eq!(text(KEY_SAS_TOKEN), TOKEN);
         assert_eq!(
             text(KEY_SAS_URL),
-            "http://127.0.0.1:10000/acct/data?sv=x&sig=y"
+            format!("http://127.0.0.1:10000/acct/data?{TOKEN}")
         );
         assert_eq!(
             text(KEY_CONNECTION_STRING),
-            "BlobEndpoint=http://127.0.0.1:10000/acct;SharedAccessSignature=sv=x&sig=y"
+            format!("BlobEndpoint=http://127.0.0.1:10000/acct;SharedAccessSignature={TOKEN}")
         );
         assert_eq!(text(KEY_EXPIRES_AT), "2030-01-01T08:00:00Z");
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
@@ -292,13 +450,14 @@ mod tests {
     #[test]
     fn the_issued_token_is_read_back_from_the_secret_we_write() {
         let secret = app_secret();
-        let issued = issued_token(&secret);
+        let issued = issued_token(&secret, &mac_key());
         assert_eq!(issued.inputs_hash.as_deref(), Some("abc"));
         assert_eq!(
             issued.expires_at,
             Some("2030-01-01T08:00:00Z".parse().unwrap())
         );
         assert!(issued.complete);
+        assert!(issued.intact);
         assert_eq!(
             rotated_at(&secret),
             Some("2030-01-01T00:00:00Z".parse().unwrap())
@@ -309,7 +468,183 @@ mod tests {
     fn a_secret_missing_a_data_key_is_incomplete() {
         let mut secret = app_secret();
         secret.data.as_mut().unwrap().remove(KEY_SAS_URL);
-        assert!(!issued_token(&secret).complete);
+        assert!(!issued_token(&secret, &mac_key()).complete);
+    }
+
+    #[test]
+    fn a_secret_without_its_mac_is_incomplete() {
+        let mut secret = app_secret();
+        secret
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(ANNOTATION_MAC);
+        let issued = issued_token(&secret, &mac_key());
+        assert!(!issued.complete);
+        assert!(!issued.intact);
+    }
+
+    #[test]
+    fn the_expiry_is_the_tokens_own_not_the_expires_at_field() {
+        let mut secret = app_secret();
+        set_data(&mut secret, KEY_EXPIRES_AT, "9999-12-31T23:59:59Z");
+        let issued = issued_token(&secret, &mac_key());
+        assert_eq!(
+            issued.expires_at,
+            Some("2030-01-01T08:00:00Z".parse().unwrap())
+        );
+        assert!(!issued.intact, "an edited expiresAt is tampering");
+    }
+
+    #[test]
+    fn a_swapped_token_is_tampering_even_with_every_field_made_consistent() {
+        let mut secret = app_secret();
+        let swapped = "se=2099-01-01T00%3A00%3A00Z&sv=x&sig=z";
+        set_data(&mut secret, KEY_SAS_TOKEN, swapped);
+        set_data(
+            &mut secret,
+            KEY_SAS_URL,
+            &format!("http://127.0.0.1:10000/acct/data?{swapped}"),
+        );
+        set_data(
+            &mut secret,
+            KEY_CONNECTION_STRING,
+            &format!("BlobEndpoint=http://127.0.0.1:10000/acct;SharedAccessSignature={swapped}"),
+        );
+        set_data(&mut secret, KEY_EXPIRES_AT, "2099-01-01T00:00:00Z");
+        assert!(!issued_token(&secret, &mac_key()).intact);
+    }
+
+    #[test]
+    fn a_url_or_connection_string_that_disagrees_with_the_token_is_tampering() {
+        let mut secret = app_secret();
+        set_data(
+            &mut secret,
+            KEY_SAS_URL,
+            &format!("https://attacker.example/acct/data?{TOKEN}"),
+        );
+        assert!(!issued_token(&secret, &mac_key()).intact);
+        let mut secret = app_secret();
+        set_data(
+            &mut secret,
+            KEY_CONNECTION_STRING,
+            &format!(
+                "BlobEndpoint=http://127.0.0.1:10000/acct;SharedAccessSignature={TOKEN};SharedAccessSignature=x"
+            ),
+        );
+        assert!(!issued_token(&secret, &mac_key()).intact);
+    }
+
+    #[test]
+    fn an_edited_annotation_is_tampering() {
+        for annotation in [
+            ANNOTATION_ROTATED_AT,
+            ANNOTATION_INPUTS_HASH,
+            ANNOTATION_MAC,
+        ] {
+            let mut secret = app_secret();
+            secret
+                .metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .insert(annotation.into(), "2031-01-01T00:00:00Z".into());
+            assert!(!issued_token(&secret, &mac_key()).intact, "{annotation}");
+        }
+    }
+
+    #[test]
+    fn a_secret_copied_under_another_name_or_namespace_is_tampering() {
+        let mut renamed = app_secret();
+        renamed.metadata.name = Some("other-sas".into());
+        assert!(!issued_token(&renamed, &mac_key()).intact);
+        let mut moved = app_secret();
+        moved.metadata.namespace = Some("other".into());
+        assert!(!issued_token(&moved, &mac_key()).intact);
+    }
+
+    #[test]
+    fn the_mac_only_verifies_under_the_key_it_was_written_with() {
+        let other = SecretMacKey::derive(&account_key(8));
+        assert!(!issued_token(&app_secret(), &other).intact);
+    }
+
+    #[test]
+    fn the_mac_is_not_an_hmac_under_the_account_key_itself() {
+        let secret = app_secret();
+        let mac = &secret.metadata.annotations.as_ref().unwrap()[ANNOTATION_MAC];
+        assert_eq!(mac.len(), 64);
+        let direct = secret_mac(
+            &SecretMacKey(account_key(7)),
+            "ns",
+            "app-sas",
+            Some("abc"),
+            Some("2030-01-01T00:00:00Z"),
+            |key| {
+                secret
+                    .data
+                    .as_ref()
+                    .unwrap()
+                    .get(key)
+                    .map(|b| b.0.as_slice())
+            },
+        );
+        assert_ne!(mac, &direct);
+    }
+
+    #[test]
+    fn token_expiry_reads_one_percent_encoded_se() {
+        assert_eq!(
+            token_expiry("sv=1&se=2030-02-03T04%3A05%3A06Z&sig=x"),
+            Some("2030-02-03T04:05:06Z".parse().unwrap())
+        );
+        assert_eq!(token_expiry("sv=1&sig=x"), None);
+        assert_eq!(token_expiry("se=9999&sig=x"), None);
+        assert_eq!(
+            token_expiry("se=2030-01-01T00%3A00%3A00Z&se=2099-01-01T00%3A00%3A00Z"),
+            None,
+            "two expiries are ambiguous"
+        );
+        assert_eq!(token_expiry(""), None);
+    }
+
+    #[test]
+    fn debug_of_every_type_holding_a_key_or_token_is_redacted() {
+        use crate::sas::{Sas, SigningKey, UserDelegationKey};
+        let key = AccountKey::from_bytes(b"KEYMATERIAL-KEYMATERIAL".to_vec());
+        let udk = UserDelegationKey {
+            signed_oid: "o".into(),
+            signed_tid: "t".into(),
+            signed_start: "s".into(),
+            signed_expiry: "e".into(),
+            signed_service: "b".into(),
+            signed_version: "v".into(),
+            signed_delegated_user_tid: None,
+            value: key.clone(),
+        };
+        let sas = Sas {
+            token: TOKEN.into(),
+            permissions: None,
+            version: "2026-10-06".into(),
+            expiry: None,
+        };
+        let rendered = [
+            format!("{key:?}"),
+            format!("{:?}", SigningKey::Account(key.clone())),
+            format!("{:?}", SigningKey::UserDelegation(udk)),
+            format!("{sas:?}"),
+            format!("{:?}", signed()),
+            format!("{:?}", SecretMacKey::derive(&key)),
+            format!("{:?}", key.signature(b"m")),
+        ];
+        let key_base64 = "S0VZTUFURVJJQUwtS0VZTUFURVJJQUw";
+        for text in rendered {
+            assert!(!text.contains("KEYMATERIAL"), "{text}");
+            assert!(!text.contains(key_base64), "{text}");
+            assert!(!text.contains("sig=y"), "{text}");
+            assert!(text.contains("redacted"), "{text}");
+        }
     }
 
     #[test]

@@ -256,7 +256,21 @@ where
     }
 }
 
+/// A key Secret opted in as a signing key (`sas-operator.io/signing-key: "true"`).
 pub fn key_secret(name: &str, entries: &[(&str, &str)]) -> Secret {
+    let mut secret = unlabelled_secret(name, entries);
+    secret.metadata.labels = Some(
+        [(
+            sas_operator::credentials::LABEL_SIGNING_KEY.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    secret
+}
+
+/// A Secret without the signing-key label: the operator must refuse to sign with it.
+pub fn unlabelled_secret(name: &str, entries: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),
