@@ -307,9 +307,18 @@ start_entra() {
   mv "$dir/env.tmp" "$dir/env"
 }
 
+# A running entra trusts the control plane it was started for; after a control-plane restart
+# (new port, new key) it must be restarted too.
+stale() {
+  [[ "$1" == entra && -z "${ENTRA_TRUST_APISERVER:-}" ]] || return 1
+  local server
+  server=$(sed -n 's/^TESTENV_APISERVER=//p' "$STATE/control-plane/env" 2>/dev/null)
+  ! grep -qx "ENTRA_TRUSTED_ISSUER=$server/" "$STATE/entra/env"
+}
+
 start_component() {
   local component="$1" started=$SECONDS
-  if running "$component"; then
+  if running "$component" && ! stale "$component"; then
     log "$component: already running (state in $STATE/$component)"
     return
   fi
