@@ -20,9 +20,10 @@ tools:
 test: tools
 	source hack/env.sh && $(CARGO) test --all-targets --no-fail-fast
 
-## A control plane and Azurite in the background; `source target/testenv/env.sh` to use them.
+## A control plane, Azurite (HTTP, and HTTPS with OAuth) and the Entra ID emulator in the
+## background; `source target/testenv/env.sh` to use them.
 testenv: tools
-	hack/testenv.sh up control-plane azurite
+	hack/testenv.sh up control-plane azurite azurite-oauth entra
 
 testenv-down:
 	hack/testenv.sh down

@@ -10,8 +10,12 @@
 #   hack/testenv.sh serve COMPONENT      start, print "READY <env file>", stop on stdin EOF
 #   hack/testenv.sh sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT   kubeconfig via TokenRequest
 #
-# COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic).
-# Default: control-plane azurite. State: $TESTENV_STATE (default target/testenv).
+# COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic),
+# entra (an Entra ID token endpoint emulator, HTTPS, trusting the control plane's ServiceAccount
+# tokens; hack/entra-emulator.mjs). `up` starts entra after the others (it needs the control
+# plane); `serve entra` needs ENTRA_TRUST_APISERVER, ENTRA_TRUST_APISERVER_CA and
+# ENTRA_TRUST_KUBECONFIG (the harness passes its control plane's).
+# Default: control-plane azurite azurite-oauth entra. State: $TESTENV_STATE (default target/testenv).
 # Each component writes KEY=VALUE lines to $TESTENV_STATE/<component>/env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,6 +24,7 @@ KUBE_BIN="$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin"
 KUBECTL="$TESTENV_CACHE/kubectl/$K8S_VERSION/bin/kubectl"
 ETCD="$TESTENV_CACHE/etcd/$ETCD_DEBIAN_VERSION/bin/etcd"
 AZURITE="$TESTENV_CACHE/azurite/$AZURITE_VERSION/node_modules/.bin/azurite"
+JOSE_DIR="$TESTENV_CACHE/entra-emulator/jose-$ENTRA_EMULATOR_JOSE_VERSION"
 # Microsoft's published key of the emulator's well-known account (not a secret).
 DEV_ACCOUNT=devstoreaccount1
 DEV_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -206,8 +211,8 @@ start_control_plane() {
 
 # Self-signed CA plus a leaf for 127.0.0.1 (rustls refuses a CA certificate as a server's).
 make_tls() {
-  local dir="$1"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=sas-operator-testenv-ca \
+  local dir="$1" ca_name="${2:-sas-operator-testenv-ca}"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=$ca_name" \
     -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
     -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
@@ -227,7 +232,9 @@ start_azurite() {
   if [[ "$component" == azurite-oauth ]]; then
     make_tls "$dir"
     scheme=https
-    extra=(--oauth basic --cert "$dir/server.crt" --key "$dir/server.key")
+    # The debug log records every request (headers included), so tests can count
+    # Get User Delegation Key calls per caller.
+    extra=(--oauth basic --cert "$dir/server.crt" --key "$dir/server.key" --debug "$dir/debug.log")
   fi
   # Port 0: Azurite prints the ports the kernel gave it, so there is no race for them.
   (cd "$dir" && AZURITE_ACCOUNTS="$DEV_ACCOUNT:$DEV_KEY;$SECOND_ACCOUNT:$key1:$key2" \
@@ -250,14 +257,68 @@ start_azurite() {
     echo "AZURITE_SECOND_ACCOUNT_NAME=$SECOND_ACCOUNT"
     echo "AZURITE_SECOND_ACCOUNT_KEY1=$key1"
     echo "AZURITE_SECOND_ACCOUNT_KEY2=$key2"
-    if [[ "$scheme" == https ]]; then echo "AZURITE_CA_CERT=$dir/ca.crt"; fi
+    if [[ "$scheme" == https ]]; then
+      echo "AZURITE_CA_CERT=$dir/ca.crt"
+      echo "AZURITE_DEBUG_LOG=$dir/debug.log"
+    fi
   } >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"
 }
 
+# The Entra ID token endpoint emulator. Like Entra, it fetches the ServiceAccount issuer's OIDC
+# discovery document and JWKS anonymously over HTTPS (it holds no cluster credential), so the
+# control plane gets the binding that makes them public, as a cloud cluster's issuer is.
+start_entra() {
+  local dir="$STATE/entra" apiserver ca kubeconfig issuer
+  command -v node >/dev/null || die "entra: node is not installed (e.g. apt-get install nodejs)"
+  [[ -f "$JOSE_DIR/.complete" ]] || die "entra: jose $ENTRA_EMULATOR_JOSE_VERSION not found at $JOSE_DIR; run 'make tools' to obtain it"
+  need "$KUBECTL" "kubectl $K8S_VERSION"
+  apiserver="${ENTRA_TRUST_APISERVER:-}" ca="${ENTRA_TRUST_APISERVER_CA:-}" kubeconfig="${ENTRA_TRUST_KUBECONFIG:-}"
+  if [[ -z "$apiserver" ]]; then
+    running control-plane || die "entra: the control plane is not running; start it first ('hack/testenv.sh up control-plane entra')"
+    apiserver=$(sed -n 's/^TESTENV_APISERVER=//p' "$STATE/control-plane/env")
+    ca=$(sed -n 's/^TESTENV_APISERVER_CA=//p' "$STATE/control-plane/env")
+    kubeconfig=$(sed -n 's/^KUBECONFIG=//p' "$STATE/control-plane/env")
+  fi
+  [[ -n "$apiserver" && -f "$ca" && -f "$kubeconfig" ]] || die "entra: the control plane's address, CA and kubeconfig are needed"
+  rm -rf "$dir" && mkdir -p "$dir"
+  : >"$dir/pids"
+  "$KUBECTL" --kubeconfig "$kubeconfig" create clusterrolebinding testenv-public-oidc-discovery \
+    --clusterrole system:service-account-issuer-discovery --group system:unauthenticated \
+    --dry-run=client -o yaml | "$KUBECTL" --kubeconfig "$kubeconfig" apply -f - >/dev/null \
+    || die "entra: could not make the ServiceAccount issuer's discovery documents public"
+  wait_for "$dir" "anonymous OIDC discovery on the kube-apiserver" \
+    "curl -fsS --cacert '$ca' '$apiserver/.well-known/openid-configuration'" || die "entra: OIDC discovery stayed private"
+  issuer=$(curl -fsS --cacert "$ca" "$apiserver/.well-known/openid-configuration" | sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p')
+  [[ "$issuer" == https://* ]] || die "entra: the kube-apiserver's discovery document names no https issuer"
+  make_tls "$dir" sas-operator-testenv-entra-ca
+  start_daemon "$dir" entra-emulator node "$HACK_DIR/entra-emulator.mjs" --jose-dir "$JOSE_DIR" \
+    --cert "$dir/server.crt" --key "$dir/server.key" --issuer-ca "$ca" --default-issuer "$issuer" --port 0
+  wait_for "$dir" "the entra emulator" "grep -q 'entra emulator listening on' '$dir/entra-emulator.log'" \
+    || { stop_component entra; die "the entra emulator did not start"; }
+  local port
+  port=$(sed -n 's#.*entra emulator listening on https://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/entra-emulator.log")
+  {
+    echo "ENTRA_AUTHORITY_HOST=https://127.0.0.1:$port"
+    echo "ENTRA_CA_CERT=$dir/ca.crt"
+    echo "ENTRA_TRUSTED_ISSUER=$issuer"
+    echo "ENTRA_LOG=$dir/entra-emulator.log"
+  } >"$dir/env.tmp"
+  mv "$dir/env.tmp" "$dir/env"
+}
+
+# A running entra trusts the control plane it was started for; after a control-plane restart
+# (new port, new key) it must be restarted too.
+stale() {
+  [[ "$1" == entra && -z "${ENTRA_TRUST_APISERVER:-}" ]] || return 1
+  local server
+  server=$(sed -n 's/^TESTENV_APISERVER=//p' "$STATE/control-plane/env" 2>/dev/null)
+  ! grep -qx "ENTRA_TRUSTED_ISSUER=$server/" "$STATE/entra/env"
+}
+
 start_component() {
   local component="$1" started=$SECONDS
-  if running "$component"; then
+  if running "$component" && ! stale "$component"; then
     log "$component: already running (state in $STATE/$component)"
     return
   fi
@@ -266,7 +327,8 @@ start_component() {
   case "$component" in
     control-plane) start_control_plane ;;
     azurite | azurite-oauth) start_azurite "$component" ;;
-    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth)" ;;
+    entra) start_entra ;;
+    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth, entra)" ;;
   esac
   log "$component: ready in $((SECONDS - started)) s"
 }
@@ -276,7 +338,7 @@ write_env_sh() {
   local component
   {
     echo "# Written by hack/testenv.sh; source it to use the running test environment."
-    for component in control-plane azurite azurite-oauth; do
+    for component in control-plane azurite azurite-oauth entra; do
       [[ -f "$STATE/$component/env" ]] || continue
       if [[ "$component" == azurite-oauth ]]; then
         sed -e 's/^AZURITE_/AZURITE_OAUTH_/' -e 's/^/export /' "$STATE/$component/env"
@@ -291,19 +353,24 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in
   up)
-    (( $# )) || set -- control-plane azurite
-    # Components are independent: start them side by side.
-    started=$SECONDS waits=()
-    for component in "$@"; do start_component "$component" & waits+=("$!"); done
+    (( $# )) || set -- control-plane azurite azurite-oauth entra
+    # Components are independent: start them side by side; entra then, as it trusts the
+    # control plane's ServiceAccount tokens.
+    started=$SECONDS waits=() with_entra=false
+    for component in "$@"; do
+      if [[ "$component" == entra ]]; then with_entra=true; continue; fi
+      start_component "$component" & waits+=("$!")
+    done
     failed=0
-    for pid in "${waits[@]}"; do wait "$pid" || failed=1; done
+    for pid in "${waits[@]+"${waits[@]}"}"; do wait "$pid" || failed=1; done
+    if (( failed == 0 )) && $with_entra; then (start_component entra) || failed=1; fi
     (( failed == 0 )) || die "the test environment did not start (see above); 'make testenv-down' cleans up"
     write_env_sh
     log "test environment up in $((SECONDS - started)) s"
     log "test environment ready: source $STATE/env.sh"
     ;;
   down)
-    (( $# )) || set -- control-plane azurite azurite-oauth
+    (( $# )) || set -- entra control-plane azurite azurite-oauth
     for component in "$@"; do stop_component "$component"; done
     rm -f "$STATE/env.sh"
     rmdir "$STATE" 2>/dev/null || true

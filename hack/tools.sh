@@ -42,4 +42,5 @@ step "kube-apiserver and kube-controller-manager $K8S_VERSION" "$HACK_DIR/build-
 step "kubectl $K8S_VERSION" "$HACK_DIR/build-kubectl.sh"
 step "etcd $ETCD_DEBIAN_VERSION" "$HACK_DIR/etcd.sh"
 step "azurite $AZURITE_VERSION" "$HACK_DIR/azurite.sh"
+step "Entra ID emulator (jose $ENTRA_EMULATOR_JOSE_VERSION)" "$HACK_DIR/entra.sh"
 step "Azure SDK oracles (PyPI, npm)" "$HACK_DIR/oracles.sh"

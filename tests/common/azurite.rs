@@ -124,6 +124,9 @@ pub struct AzuriteOauth {
     /// `oid` and `tid` claims of [`Self::bearer_token`]: they come back as skoid and sktid.
     pub object_id: String,
     pub tenant_id: String,
+    /// Azurite's `--debug` log: every request with its headers (bearer tokens included) and
+    /// every response body (user delegation keys included). Test data only.
+    pub debug_log_path: PathBuf,
     /// The same accounts and ports as plain Azurite has, over HTTPS.
     pub azurite: Azurite,
 }
@@ -133,12 +136,14 @@ pub fn azurite_oauth() -> &'static AzuriteOauth {
     AZURITE_OAUTH.get_or_init(|| {
         let served = serve("azurite-oauth");
         let ca_cert_pem_path = PathBuf::from(served.var("AZURITE_CA_CERT"));
+        let debug_log_path = PathBuf::from(served.var("AZURITE_DEBUG_LOG"));
         let azurite = Azurite::from_served(served, "https");
         AzuriteOauth {
             blob_endpoint: azurite.blob_endpoint.clone(),
             ca_cert_pem_path,
             object_id: "6f1a3e0c-5b7d-4c2e-9a8f-0d1e2f3a4b5c".into(),
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            debug_log_path,
             azurite,
         }
     })
@@ -168,6 +173,40 @@ impl AzuriteOauth {
         )
     }
 
+    /// How many Get User Delegation Key requests (any outcome) Azurite has received with a
+    /// bearer token whose `oid` is `object_id`, read from its debug log. Azurite writes the log
+    /// asynchronously: wait for an expected count (`common::eventually`) before asserting it
+    /// did not grow further.
+    pub fn user_delegation_key_requests(&self, object_id: &str) -> usize {
+        let log = std::fs::read_to_string(&self.debug_log_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.debug_log_path.display()));
+        // Each request's lines carry its id: the context line has the headers, a later line
+        // the operation.
+        let mut caller_by_request = std::collections::HashMap::new();
+        let mut count = 0;
+        for line in log.lines() {
+            let mut fields = line.splitn(3, ' ');
+            let (Some(_time), Some(request_id), Some(rest)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if let Some(headers) = rest
+                .split_once("RequestHeaders:")
+                .and_then(|(_, tail)| tail.rsplit_once(" ClientIP=").map(|(json, _)| json))
+            {
+                if let Some(oid) = bearer_object_id(headers) {
+                    caller_by_request.insert(request_id.to_string(), oid);
+                }
+            } else if rest.contains("Operation=Service_GetUserDelegationKey")
+                && caller_by_request.get(request_id).map(String::as_str) == Some(object_id)
+            {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// A reqwest client that trusts Azurite's self-signed CA.
     pub fn https_client(&self) -> reqwest::Client {
         let pem = std::fs::read(&self.ca_cert_pem_path).expect("read Azurite's CA certificate");
@@ -177,4 +216,16 @@ impl AzuriteOauth {
             .build()
             .expect("build an HTTPS client for Azurite")
     }
+}
+
+/// The `oid` claim of the bearer token in a request's logged headers (JSON), if any.
+fn bearer_object_id(headers_json: &str) -> Option<String> {
+    let headers: serde_json::Value = serde_json::from_str(headers_json).ok()?;
+    let token = headers
+        .get("authorization")?
+        .as_str()?
+        .strip_prefix("Bearer ")?;
+    let claims = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    Some(claims.get("oid")?.as_str()?.to_string())
 }

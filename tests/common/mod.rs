@@ -1,6 +1,7 @@
-//! Shared integration-test harness: a real control plane and Azurite, one of each per test
-//! binary, started lazily on first use and stopped when the test binary exits (even on a
-//! panic or a kill: see [`process`]). Use it from a test binary with `mod common;`.
+//! Shared integration-test harness: a real control plane, Azurite and the Entra ID emulator,
+//! one of each per test binary, started lazily on first use and stopped when the test binary
+//! exits (even on a panic or a kill: see [`process`]). Use it from a test binary with
+//! `mod common;`.
 //!
 //! Every component comes from the versioned cache that `make tools` fills; a missing one makes
 //! the first test that needs it panic with a message saying to run `make tools`.
@@ -9,12 +10,14 @@
 pub mod azure;
 pub mod azurite;
 pub mod control_plane;
+pub mod entra;
 pub mod process;
 
 pub use azurite::{
     Azurite, AzuriteAccount, AzuriteEndpoints, AzuriteOauth, azurite, azurite_oauth,
 };
 pub use control_plane::{ControlPlane, control_plane, test_namespace};
+pub use entra::{Entra, entra};
 
 /// Polls `check` every 100 ms until it returns `Some`, and returns that value; panics naming
 /// `what` after `timeout`. For conditions the watch-based `kube::runtime::wait` cannot express.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -36,8 +37,14 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts `component` (control-plane, azurite or azurite-oauth) and waits until it is ready.
+/// Starts `component` (control-plane, azurite, azurite-oauth or entra) and waits until it is
+/// ready.
 pub fn serve(component: &str) -> Served {
+    serve_with_env(component, &[])
+}
+
+/// [`serve`] with extra environment variables for the script (e.g. what entra must trust).
+pub fn serve_with_env(component: &str, env: &[(&str, &OsStr)]) -> Served {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
@@ -55,6 +62,7 @@ pub fn serve(component: &str) -> Served {
         .arg("serve")
         .arg(component)
         .env("TESTENV_STATE", &state_dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
