@@ -65,9 +65,10 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
 )]
 // A token stays in use for at least max(1m, validity/10) before it is renewed, so no spec can
 // make the operator re-sign in a loop. `m+m+...` (ten times) is 10*m: CEL durations do not
-// multiply. An out-of-range validity is left to its own rule.
+// multiply; `[x].all(v, ...)` binds a name (CRD rules lack cel.bind). An out-of-range validity
+// is left to its own rule.
 #[x_kube(validation = Rule::new(
-    "!has(self.renewBefore) || cel.bind(v, duration(has(self.validity) ? self.validity : '8h'), v > duration('8760h') || cel.bind(m, v - duration(self.renewBefore), m >= duration('1m') && m+m+m+m+m+m+m+m+m+m >= v))"
+    "!has(self.renewBefore) || [duration(has(self.validity) ? self.validity : '8h')].all(v, v > duration('8760h') || [v - duration(self.renewBefore)].all(m, m >= duration('1m') && m+m+m+m+m+m+m+m+m+m >= v))"
 ).message("renewBefore must be shorter than validity by at least max(1m, validity/10), so a token stays in use that long (default validity 8h)"))]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantSpec {
@@ -97,7 +98,7 @@ pub struct SasGrantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(IP_PATTERN), length(max = 31))]
     #[x_kube(validation = Rule::new(
-        "!self.contains('-') || cel.bind(n, self.split('-').map(a, a.split('.').map(o, int(o))).map(q, ((q[0] * 256 + q[1]) * 256 + q[2]) * 256 + q[3]), n[0] <= n[1])"
+        "!self.contains('-') || [self.split('-').map(a, a.split('.').map(o, int(o))).map(q, ((q[0] * 256 + q[1]) * 256 + q[2]) * 256 + q[3])].all(n, n[0] <= n[1])"
     ).message("an ip range must not end before it starts"))]
     pub ip: Option<String>,
     /// Signed version `sv`. Default: the newest version the signer proves.
