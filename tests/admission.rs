@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 /// Requests in flight at once; dry runs are cheap for the server.
 const CONCURRENCY: usize = 32;
-const SEED: u64 = 0x5a5_0_6e7a_2026;
+const SEED: u64 = 0x5a50_6e7a_2026;
 
 /// A small deterministic generator (xorshift64*): the same candidates on every run.
 struct Rng(u64);
