@@ -579,3 +579,26 @@ async fn admission_and_the_controller_agree_on_every_generated_spec() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_example_grant_is_admitted_and_planned() {
+    let (client, ns) = operator::namespace("admission-examples").await;
+    let api = Api::<SasGrant>::namespaced(client, &ns);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut grants = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("kind: SasGrant") {
+            continue;
+        }
+        let grant: SasGrant = serde_saphyr::from_str(&text).unwrap();
+        if let Err(message) = admitted(&api, &grant).await {
+            panic!("{}: {message}", path.display());
+        }
+        GrantPlan::from_spec(&grant.metadata.name.clone().unwrap(), &grant.spec)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        grants += 1;
+    }
+    assert!(grants >= 5, "examples/ holds {grants} SasGrants");
+}
