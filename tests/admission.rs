@@ -484,6 +484,124 @@ fn signed_name_cases(rng: &mut Rng, count: usize) -> Vec<Case> {
     cases
 }
 
+// ---- every other string field: lengths, control characters, letter sets ----
+
+/// (field, longest admitted length, where the value goes, characters it admits).
+type Setter = fn(&mut Value, &str);
+const OTHER_FIELDS: [(&str, usize, Setter, &str); 12] = [
+    (
+        "storageAccount.name",
+        24,
+        |s, v| s["storageAccount"]["name"] = json!(v),
+        "az09",
+    ),
+    (
+        "permissions",
+        32,
+        |s, v| s["permissions"] = json!(v),
+        "rwdlacup",
+    ),
+    (
+        "resource.account.services",
+        16,
+        |s, v| s["resource"] = json!({"account": {"services": v, "resourceTypes": "sco"}}),
+        "bqtf",
+    ),
+    (
+        "resource.account.resourceTypes",
+        16,
+        |s, v| s["resource"] = json!({"account": {"services": "b", "resourceTypes": v}}),
+        "sco",
+    ),
+    (
+        "resource.container.name",
+        63,
+        |s, v| s["resource"] = json!({"container": {"name": v}}),
+        "abz0-/ é",
+    ),
+    (
+        "resource.queue.name",
+        63,
+        |s, v| s["resource"] = json!({"queue": {"name": v}}),
+        "abz0-/ é",
+    ),
+    (
+        "resource.table.startPk",
+        1024,
+        |s, v| s["resource"] = json!({"table": {"name": "t", "startPk": v}}),
+        "abz0-/ é",
+    ),
+    (
+        "resource.file.path",
+        1024,
+        |s, v| s["resource"] = json!({"file": {"share": "s", "path": v}}),
+        "abz0-/ é",
+    ),
+    (
+        "resource.blob.snapshot",
+        64,
+        |s, v| s["resource"] = json!({"blob": {"container": "c", "name": "b", "snapshot": v}}),
+        "abz0-/ é",
+    ),
+    (
+        "storedAccessPolicy",
+        64,
+        |s, v| s["storedAccessPolicy"] = json!(v),
+        "abz0-/ é",
+    ),
+    (
+        "encryptionScope",
+        63,
+        |s, v| s["encryptionScope"] = json!(v),
+        "abz0-/ é",
+    ),
+    ("version", 10, |s, v| s["version"] = json!(v), "0123456789-"),
+];
+
+fn other_field_cases(rng: &mut Rng, count: usize) -> Vec<Case> {
+    const CHARS: [&str; 20] = [
+        "r", "l", "b", "q", "s", "c", "o", "a", "z", "0", "2", "-", "/", "é", " ", "\n", "\u{7f}",
+        "\u{0}", "R", "x",
+    ];
+    let mut cases = Vec::new();
+    while cases.len() < count {
+        let (field, max, set, good) = OTHER_FIELDS[rng.below(OTHER_FIELDS.len())];
+        let good: Vec<char> = good.chars().collect();
+        let len = match rng.below(6) {
+            0 => 0,
+            1 | 2 => 1 + rng.below(4),
+            _ => (max - 1 + rng.below(3)).max(1),
+        };
+        let value: String = if field == "version" && rng.chance(70) {
+            let mut date = format!(
+                "20{:02}-{:02}-{:02}",
+                rng.below(100),
+                rng.below(13),
+                rng.below(32)
+            );
+            if rng.chance(30) {
+                let at = rng.below(date.len());
+                date.replace_range(at..at + 1, rng.pick(&CHARS));
+            }
+            date
+        } else {
+            let mut value = String::new();
+            while value.chars().count() < len {
+                if rng.chance(95) {
+                    value.push(good[rng.below(good.len())]);
+                } else {
+                    value.push_str(rng.pick(&CHARS));
+                }
+            }
+            value
+        };
+        let mut spec = base_spec();
+        set(&mut spec, &value);
+        cases.push(Case { field, value, spec });
+    }
+    cases
+}
+
 /// What admission said: admitted, or refused with the server's message.
 async fn admitted(api: &Api<SasGrant>, grant: &SasGrant) -> Result<(), String> {
     let params = PostParams {
@@ -512,6 +630,7 @@ async fn admission_and_the_controller_agree_on_every_generated_spec() {
     cases.extend(endpoint_cases(&mut rng, 2000));
     cases.extend(ip_cases(&mut rng, 1500));
     cases.extend(signed_name_cases(&mut rng, 800));
+    cases.extend(other_field_cases(&mut rng, 3000));
     let total = cases.len();
 
     let started = Instant::now();
