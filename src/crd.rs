@@ -3,14 +3,20 @@
 //! Validation that the API server can enforce lives here as schema patterns and CEL rules, so
 //! `kubectl apply` rejects a bad grant before the controller ever sees it.
 
-use kube::{CustomResource, CustomResourceExt, KubeSchema, core::Duration};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{MAX_LENGTH as DURATION_MAX_LENGTH, PATTERN as DURATION_PATTERN};
+use crate::reconcile::validate::{
+    DNS_SUBDOMAIN_PATTERN, ENDPOINT_PATTERN, IP_PATTERN, NO_CONTROL_PATTERN, SECRET_KEY_PATTERN,
+};
+
+// Every pattern, length and rule here has a twin in `reconcile::validate`, which the
+// controller applies before any API call; `tests/admission.rs` holds the two to agreement.
+
 /// Letters any resource kind accepts; the controller checks the letters per kind.
 const PERMISSION_PATTERN: &str = "^[rwdxylacupftimeo]+$";
-/// A Go-style duration such as `8h`, `90m`, `1h30m`.
-const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 pub const DEFAULT_VALIDITY: &str = "8h";
 pub const DEFAULT_KEY_NAME: &str = "key1";
@@ -57,42 +63,55 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+// A token stays in use for at least max(1m, validity/10) before it is renewed, so no spec can
+// make the operator re-sign in a loop. `m+m+...` (ten times) is 10*m: CEL durations do not
+// multiply; `[x].all(v, ...)` binds a name (CRD rules lack cel.bind). An out-of-range validity
+// is left to its own rule.
 #[x_kube(validation = Rule::new(
-    "!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.validity) ? self.validity : '8h')"
-).message("renewBefore must be shorter than validity (default validity 8h)"))]
+    "!has(self.renewBefore) || [duration(has(self.validity) ? self.validity : '8h')].all(v, v > duration('8760h') || [v - duration(self.renewBefore)].all(m, m >= duration('1m') && m+m+m+m+m+m+m+m+m+m >= v))"
+).message("renewBefore must be shorter than validity by at least max(1m, validity/10), so a token stays in use that long (default validity 8h)"))]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantSpec {
     pub storage_account: StorageAccount,
     pub resource: GrantResource,
     /// Permission letters, in any order; the signer emits Azure's canonical order.
-    #[schemars(pattern(PERMISSION_PATTERN))]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub permissions: String,
-    /// Token lifetime, a Go-style duration between 1m and 8760h (365d). Default 8h.
+    /// Token lifetime: whole numbers with units ns, us, ms, s, m or h (`8h`, `1h30m`), between
+    /// 2m and 8760h (365d). Default 8h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('8760h')")
-        .message("validity must be between 1m and 8760h (365d)"))]
+    #[schemars(pattern(DURATION_PATTERN), length(max = DURATION_MAX_LENGTH))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2m') && duration(self) <= duration('8760h')")
+        .message("validity must be between 2m and 8760h (365d)"))]
     pub validity: Option<String>,
-    /// Re-sign this long before expiry. Default: a third of validity.
+    /// Re-sign this long before expiry; the token must stay in use at least max(1m,
+    /// validity/10) first. Default: a third of validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[schemars(pattern(DURATION_PATTERN), length(max = DURATION_MAX_LENGTH))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("renewBefore must be positive"))]
     pub renew_before: Option<String>,
     /// `https` (default) or `https,http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<GrantProtocol>,
-    /// An IP address or range (`a.b.c.d` or `a.b.c.d-e.f.g.h`) the token is restricted to.
+    /// An IPv4 address or ascending range (`a.b.c.d` or `a.b.c.d-e.f.g.h`) the token is
+    /// restricted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(IP_PATTERN), length(max = 31))]
+    #[x_kube(validation = Rule::new(
+        "!self.contains('-') || [self.split('-').map(a, a.split('.').map(o, int(o))).map(q, ((q[0] * 256 + q[1]) * 256 + q[2]) * 256 + q[3])].all(n, n[0] <= n[1])"
+    ).message("an ip range must not end before it starts"))]
     pub ip: Option<String>,
     /// Signed version `sv`. Default: the newest version the signer proves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    #[schemars(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), length(max = 10))]
     pub version: Option<String>,
     /// A stored access policy id (`si`) on the container, share, queue or table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 64))]
     pub stored_access_policy: Option<String>,
     /// Encryption scope (`ses`) for blob and account SAS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub encryption_scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetSecret>,
@@ -102,11 +121,13 @@ pub struct SasGrantSpec {
 #[serde(rename_all = "camelCase")]
 pub struct StorageAccount {
     /// Storage account name.
-    #[schemars(pattern(r"^[a-z0-9]{3,24}$"))]
+    #[schemars(pattern(r"^[a-z0-9]{3,24}$"), length(max = 24))]
     pub name: String,
     /// A Secret in the grant's own namespace that holds the account key.
     pub key_secret_ref: KeySecretRef,
-    /// Service endpoints; default `https://{name}.{service}.core.windows.net`.
+    /// Service endpoints; default `https://{name}.{service}.core.windows.net`. Each must be an
+    /// https URL without user, query, fragment, `;` or `=` (http only to localhost,
+    /// 127.0.0.0/8 or [::1], where emulators run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
 }
@@ -116,10 +137,14 @@ pub struct StorageAccount {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeySecretRef {
-    #[x_kube(validation = Rule::new("self != ''").message("keySecretRef.name must not be empty"))]
+    /// A Secret name (DNS-1123 subdomain).
+    #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub name: String,
     /// Key within the Secret's data. Default `key1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SECRET_KEY_PATTERN), length(max = 253))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')")
+        .message("keySecretRef.key must not be '.' or start with '..'"))]
     pub key: Option<String>,
 }
 
@@ -127,12 +152,16 @@ pub struct KeySecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub blob: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub table: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub file: Option<String>,
 }
 
@@ -165,15 +194,16 @@ pub struct GrantResource {
 #[serde(rename_all = "camelCase")]
 pub struct AccountResource {
     /// Service letters of `bqtf`.
-    #[schemars(pattern(r"^[bqtf]+$"))]
+    #[schemars(pattern(r"^[bqtf]+$"), length(max = 16))]
     pub services: String,
     /// Resource type letters of `sco`.
-    #[schemars(pattern(r"^[sco]+$"))]
+    #[schemars(pattern(r"^[sco]+$"), length(max = 16))]
     pub resource_types: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NamedResource {
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub name: String,
 }
 
@@ -182,37 +212,50 @@ pub struct NamedResource {
 #[x_kube(validation = Rule::new("!(has(self.snapshot) && has(self.versionId))")
     .message("set at most one of snapshot and versionId"))]
 pub struct BlobResource {
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub container: String,
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 64))]
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 64))]
     pub version_id: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DirectoryResource {
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub container: String,
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct FileResource {
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub share: String,
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableResource {
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub start_pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub start_rk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub end_pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub end_rk: Option<String>,
 }
 
@@ -227,8 +270,9 @@ pub enum GrantProtocol {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetSecret {
-    /// Name of the Secret to write. Default: the grant's name.
+    /// Name of the Secret to write (DNS-1123 subdomain). Default: the grant's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub secret_name: Option<String>,
 }
 
@@ -283,13 +327,8 @@ pub fn crd_yaml() -> String {
     yaml
 }
 
-/// Parses a Go-style duration such as `8h`, `90m`, `1h30m`, `45s`.
+/// Parses a Go-style duration such as `8h`, `90m`, `1h30m`, `45s` (see [`crate::duration`]);
+/// also the value parser of the duration flags.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let parsed: Duration = text
-        .parse()
-        .map_err(|err| format!("invalid duration {text:?}: {err}"))?;
-    if parsed.is_negative() {
-        return Err(format!("invalid duration {text:?}: must not be negative"));
-    }
-    Ok(parsed.into())
+    crate::duration::parse(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
 }

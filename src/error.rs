@@ -30,6 +30,9 @@ pub enum Error {
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
 
+    #[error("invalid grant: {0}")]
+    InvalidSpec(#[from] crate::reconcile::validate::SpecError),
+
     #[error("cannot sign: {0}")]
     Signing(#[from] SasError),
 
@@ -59,6 +62,7 @@ impl Error {
             Error::KeyNotBase64 { .. } => "KeyNotBase64",
             Error::KeyNotAccountKey { .. } => "KeyNotAccountKey",
             Error::InvalidGrant(_) => "InvalidGrant",
+            Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",
             Error::Kube(_) => "KubernetesApiError",
@@ -72,6 +76,23 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Kube(_))
     }
+}
+
+/// The most a message may take in status, an Event or a log line.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] bytes on a character boundary, marked with
+/// `…` when cut: a message quoting attacker-controlled text cannot bloat status or Events.
+pub fn truncate_message(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.into();
+    }
+    const MARK: &str = "…";
+    let mut end = MAX_MESSAGE_BYTES - MARK.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &message[..end]).into()
 }
 
 #[cfg(test)]
@@ -95,5 +116,31 @@ mod tests {
     fn only_api_errors_are_transient() {
         assert!(!Error::SecretNotOwned { name: "x".into() }.is_transient());
         assert!(!Error::InvalidGrant("x".into()).is_transient());
+    }
+
+    #[test]
+    fn short_messages_are_kept_whole() {
+        assert_eq!(
+            truncate_message("key Secret not found"),
+            "key Secret not found"
+        );
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(truncate_message(&exact), exact);
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_one_kibibyte_on_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = truncate_message(&long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(long.starts_with(cut.trim_end_matches('…')));
+    }
+
+    #[test]
+    fn spec_errors_keep_their_own_reason() {
+        let err = Error::from(crate::reconcile::validate::SpecError::RenewalMarginTooShort);
+        assert_eq!(err.category(), "RenewalMarginTooShort");
+        assert!(!err.is_transient());
     }
 }

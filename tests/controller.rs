@@ -281,7 +281,8 @@ async fn connection_string_works_with_azure_python_sdk() {
 async fn token_is_rotated_before_it_expires_and_the_new_one_works() {
     let (client, ns, operator) = scenario("rotate").await;
     let azurite = common::azurite();
-    let spec = json!({"validity": "1m", "renewBefore": "30s"});
+    // The shortest renewal the schema admits: in use 1m, renewed 1m before expiry.
+    let spec = json!({"validity": "2m", "renewBefore": "1m"});
     let (first, first_token) = granted_token(
         &client,
         &ns,
@@ -295,7 +296,7 @@ async fn token_is_rotated_before_it_expires_and_the_new_one_works() {
     .await;
     let first_expiry: jiff::Timestamp = data(&first, "expiresAt").parse().unwrap();
 
-    let rotated = wait_for("a rotated token", Duration::from_secs(60), || async {
+    let rotated = wait_for("a rotated token", Duration::from_secs(90), || async {
         let secret = get_secret(&client, &ns, "short").await?;
         (data(&secret, "sasToken") != first_token).then_some(secret)
     })

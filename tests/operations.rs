@@ -200,14 +200,15 @@ async fn a_standby_takes_over_a_killed_leader_and_rotates_once_per_due_time() {
             "short",
             json!({"account": {"services": "b", "resourceTypes": "s"}}),
             "l",
-            json!({"validity": "1m", "renewBefore": "30s"}),
+            // The shortest renewal the schema admits: in use 1m, renewed 1m before expiry.
+            json!({"validity": "2m", "renewBefore": "1m"}),
         ),
     )
     .await;
     wait_ready(&client, &ns, "short", "True", "TokenValid").await;
     wait_for(
         "the leader's first rotation",
-        Duration::from_secs(45),
+        Duration::from_secs(90),
         || async { (writes_so_far(&writes).len() >= 2).then_some(()) },
     )
     .await;
@@ -244,7 +245,7 @@ async fn a_standby_takes_over_a_killed_leader_and_rotates_once_per_due_time() {
 
     let rotated = wait_for(
         "a rotation by the new leader",
-        Duration::from_secs(45),
+        Duration::from_secs(90),
         || async {
             let all = writes_so_far(&writes);
             (all.len() > writes_before_kill).then(|| all.last().cloned().unwrap())

@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::crd::{
-    DEFAULT_KEY_NAME, DEFAULT_VALIDITY, GrantProtocol, GrantResource, SasGrantSpec, parse_duration,
-};
+use super::validate::{self, Lifetimes};
+use crate::crd::{DEFAULT_KEY_NAME, GrantProtocol, GrantResource, SasGrantSpec};
 use crate::error::Error;
 use crate::sas::{self, Protocol, Resource, SasParams, Service, TableKeyRange};
 
@@ -24,31 +23,19 @@ pub struct GrantPlan {
 }
 
 impl GrantPlan {
+    /// Validates every field first (see [`validate`]): nothing the schema would refuse reaches
+    /// an API call or the signer, even in a grant stored before the schema tightened.
     pub fn from_spec(grant_name: &str, spec: &SasGrantSpec) -> Result<Self, Error> {
-        let (resource, resource_kind) = resource_of(&spec.resource)?;
-        let validity = duration_field(
-            "validity",
-            spec.validity.as_deref().unwrap_or(DEFAULT_VALIDITY),
-        )?;
-        if validity < Duration::from_secs(60) || validity > Duration::from_secs(365 * 24 * 3600) {
-            return Err(Error::InvalidGrant(
-                "validity must be between 1m and 8760h (365d)".into(),
-            ));
-        }
-        let renew_before = match spec.renew_before.as_deref() {
-            Some(text) => duration_field("renewBefore", text)?,
-            None => validity / 3,
-        };
-        if renew_before.is_zero() || renew_before >= validity {
-            return Err(Error::InvalidGrant(
-                "renewBefore must be positive and shorter than validity".into(),
-            ));
-        }
         let target_secret = spec
             .target
             .as_ref()
             .and_then(|target| target.secret_name.clone())
             .unwrap_or_else(|| grant_name.to_string());
+        let Lifetimes {
+            validity,
+            renew_before,
+        } = validate::spec(spec, &target_secret)?;
+        let (resource, resource_kind) = resource_of(&spec.resource)?;
         Ok(GrantPlan {
             resource,
             resource_kind,
@@ -220,10 +207,6 @@ fn resource_of(resource: &GrantResource) -> Result<(Resource, &'static str), Err
     }
 }
 
-fn duration_field(field: &str, text: &str) -> Result<Duration, Error> {
-    parse_duration(text).map_err(|err| Error::InvalidGrant(format!("{field}: {err}")))
-}
-
 fn signed(duration: Duration) -> Result<SignedDuration, Error> {
     SignedDuration::try_from(duration)
         .map_err(|_| Error::InvalidGrant("duration out of range".into()))
@@ -290,13 +273,13 @@ mod tests {
         grant.validity = Some("1h".into());
         grant.renew_before = Some("1h".into());
         let err = GrantPlan::from_spec("app", &grant).unwrap_err();
-        assert_eq!(err.category(), "InvalidGrant");
+        assert_eq!(err.category(), "RenewalMarginTooShort");
     }
 
     #[test]
-    fn validity_outside_one_minute_to_a_year_is_rejected() {
+    fn validity_outside_two_minutes_to_a_year_is_rejected() {
         let mut grant = spec(container("data"));
-        grant.validity = Some("30s".into());
+        grant.validity = Some("119s".into());
         assert!(GrantPlan::from_spec("app", &grant).is_err());
         grant.validity = Some("8761h".into());
         assert!(GrantPlan::from_spec("app", &grant).is_err());
@@ -342,5 +325,79 @@ mod tests {
             endpoint(&grant, Service::Blob),
             "http://127.0.0.1:10000/acct"
         );
+    }
+
+    // A grant stored before the schema tightened reaches the controller; these never become
+    // an API request or a connection string.
+
+    #[test]
+    fn a_key_secret_named_like_a_query_is_refused_before_any_request() {
+        let mut grant = spec(container("data"));
+        grant.storage_account.key_secret_ref.name = "?".into();
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidName");
+        assert!(
+            err.to_string().contains("storageAccount.keySecretRef.name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_target_secret_named_like_a_watch_is_refused_before_any_request() {
+        let mut grant = spec(container("data"));
+        grant.target = Some(crate::crd::TargetSecret {
+            secret_name: Some("?watch=1&timeoutSeconds=3600&".into()),
+        });
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidName");
+        assert!(err.to_string().contains("target.secretName"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_name_that_is_no_secret_name_is_refused_as_the_default_target() {
+        let err = GrantPlan::from_spec("App", &spec(container("data"))).unwrap_err();
+        assert_eq!(err.category(), "InvalidName");
+    }
+
+    #[test]
+    fn a_key_name_with_a_slash_is_refused() {
+        let mut grant = spec(container("data"));
+        grant.storage_account.key_secret_ref.key = Some("../key1".into());
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidName");
+    }
+
+    #[test]
+    fn an_overflowing_validity_is_refused_without_a_panic() {
+        let mut grant = spec(container("data"));
+        grant.validity = Some("99999999999999999999h".into());
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidDuration");
+    }
+
+    #[test]
+    fn an_attacker_endpoint_is_refused() {
+        let mut grant = spec(container("data"));
+        grant.storage_account.endpoints = Some(crate::crd::Endpoints {
+            blob: Some("https://attacker.example/x;SharedAccessSignature=evil".into()),
+            ..Default::default()
+        });
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidEndpoint");
+    }
+
+    #[test]
+    fn a_line_break_in_a_blob_name_is_refused() {
+        let resource = GrantResource {
+            blob: Some(crate::crd::BlobResource {
+                container: "data".into(),
+                name: "a\nb".into(),
+                snapshot: None,
+                version_id: None,
+            }),
+            ..Default::default()
+        };
+        let err = GrantPlan::from_spec("app", &spec(resource)).unwrap_err();
+        assert_eq!(err.category(), "ControlCharacter");
     }
 }

@@ -8,6 +8,7 @@ pub mod policy;
 pub mod schedule;
 pub mod secret;
 pub mod status;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

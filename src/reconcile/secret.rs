@@ -293,9 +293,21 @@ pub fn desired_secret(
 }
 
 /// `BlobEndpoint=...;QueueEndpoint=...;SharedAccessSignature=...`, as Azure's SDKs parse it.
+///
+/// Endpoints come validated (`validate::is_endpoint`: no `;`, `=`, query or whitespace), so no
+/// field can add another. Should one ever slip through, it is left out rather than let it
+/// redirect an app: a connection string without it falls back to Azure's default endpoint.
 pub fn connection_string(services: &[(Service, String)], token: &str) -> String {
     let mut parts: Vec<String> = services
         .iter()
+        .filter(|(_, url)| {
+            let safe = super::validate::is_endpoint(url);
+            debug_assert!(
+                safe,
+                "an unvalidated endpoint reached the connection string"
+            );
+            safe
+        })
         .map(|(service, url)| {
             let name = match service {
                 Service::Blob => "BlobEndpoint",
@@ -656,6 +668,22 @@ mod tests {
         assert_eq!(
             connection_string(&services, "sig=1"),
             "BlobEndpoint=https://a.blob;QueueEndpoint=https://a.queue;SharedAccessSignature=sig=1"
+        );
+    }
+
+    #[test]
+    #[cfg_attr(
+        debug_assertions,
+        should_panic(expected = "an unvalidated endpoint reached the connection string")
+    )]
+    fn an_injected_endpoint_never_enters_the_connection_string() {
+        let services = [(
+            Service::Blob,
+            "https://attacker.example/x;SharedAccessSignature=evil".to_string(),
+        )];
+        assert_eq!(
+            connection_string(&services, "sig=1"),
+            "SharedAccessSignature=sig=1"
         );
     }
 

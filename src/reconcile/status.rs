@@ -60,7 +60,11 @@ pub fn desired_status(
                 format!("token valid until {}", facts.expires_at),
             )
         }
-        Outcome::Failed { reason, message } => ("False", *reason, message.clone()),
+        Outcome::Failed { reason, message } => (
+            "False",
+            *reason,
+            crate::error::truncate_message(message).into_owned(),
+        ),
     };
     let previous = status
         .conditions
@@ -185,5 +189,16 @@ mod tests {
             ("False", "KeySecretNotFound")
         );
         assert_eq!(condition.last_transition_time, "2030-01-01T00:10:00Z");
+    }
+
+    #[test]
+    fn a_failure_message_is_cut_to_one_kibibyte() {
+        let failed = Outcome::Failed {
+            reason: "InvalidName",
+            message: "x".repeat(10_000),
+        };
+        let status = status_for(None, Some(1), &failed, ts("2030-01-01T00:00:00Z"));
+        let condition = ready_condition(Some(&status)).unwrap();
+        assert!(condition.message.len() <= crate::error::MAX_MESSAGE_BYTES);
     }
 }
