@@ -33,6 +33,9 @@ pub enum Error {
     #[error("lost the leader lease")]
     LeadershipLost,
 
+    #[error("the reconcile did not finish within {}s", .after.as_secs())]
+    ReconcileTimeout { after: std::time::Duration },
+
     #[error("the SasGrant CRD is not installed: run `sas-operator crd | kubectl apply -f -`")]
     CrdNotInstalled,
 }
@@ -51,13 +54,43 @@ impl Error {
             Error::CrdNotInstalled => "CrdNotInstalled",
             Error::Config(_) => "InvalidConfiguration",
             Error::LeadershipLost => "LeadershipLost",
+            Error::ReconcileTimeout { .. } => "ReconcileTimeout",
         }
     }
 
-    /// Whether retrying the same input can succeed without anyone changing anything.
+    /// Whether retrying the same input can succeed without anyone changing anything: the API
+    /// server was unreachable, overloaded or raced us (a 409 that a re-read resolves), or the
+    /// reconcile ran out of time. Not a lost lease: that replica must stop writing.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Kube(_))
+        match self {
+            Error::Kube(err) => !is_permanent_api_error(err),
+            Error::ReconcileTimeout { .. } => true,
+            _ => false,
+        }
     }
+
+    /// An API error that the same request will meet again until someone changes something
+    /// (RBAC, a namespace, the object): retried slowly, not like a transient one.
+    pub fn is_permanent_api_error(&self) -> bool {
+        matches!(self, Error::Kube(err) if is_permanent_api_error(err))
+    }
+
+    /// Whether the API server answered at all; when it did not, writing status or Events about
+    /// the failure would fail the same way.
+    pub fn api_reachable(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => true,
+            Error::Kube(_) | Error::ReconcileTimeout { .. } | Error::LeadershipLost => false,
+            _ => true,
+        }
+    }
+}
+
+/// 4xx answers other than 409 Conflict/AlreadyExists (a re-read fixes those), 408 Timeout and
+/// 429 Too Many Requests.
+fn is_permanent_api_error(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if (400..500).contains(&status.code) && !matches!(status.code, 408 | 409 | 429))
 }
 
 #[cfg(test)]
@@ -77,9 +110,56 @@ mod tests {
         );
     }
 
+    fn api_error(code: u16, reason: &str) -> Error {
+        Error::Kube(kube::Error::Api(
+            kube::core::Status::failure("message", reason)
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
     #[test]
-    fn only_api_errors_are_transient() {
+    fn bad_input_and_a_lost_lease_are_not_transient() {
         assert!(!Error::SecretNotOwned { name: "x".into() }.is_transient());
         assert!(!Error::InvalidGrant("x".into()).is_transient());
+        assert!(!Error::LeadershipLost.is_transient());
+    }
+
+    #[test]
+    fn permanent_client_errors_are_not_retried_like_transient_ones() {
+        for (code, reason) in [
+            (400, "BadRequest"),
+            (403, "Forbidden"),
+            (404, "NotFound"),
+            (422, "Invalid"),
+        ] {
+            let err = api_error(code, reason);
+            assert!(!err.is_transient(), "{code}");
+            assert!(err.is_permanent_api_error(), "{code}");
+        }
+    }
+
+    #[test]
+    fn conflicts_throttling_server_errors_and_timeouts_are_transient() {
+        for (code, reason) in [
+            (409, "Conflict"),
+            (409, "AlreadyExists"),
+            (429, "TooManyRequests"),
+            (500, "InternalError"),
+            (503, "ServiceUnavailable"),
+        ] {
+            let err = api_error(code, reason);
+            assert!(err.is_transient(), "{code}");
+            assert!(!err.is_permanent_api_error(), "{code}");
+        }
+        let timeout = Error::ReconcileTimeout {
+            after: std::time::Duration::from_secs(5),
+        };
+        assert!(timeout.is_transient());
+        assert_eq!(timeout.category(), "ReconcileTimeout");
+        assert_eq!(
+            timeout.to_string(),
+            "the reconcile did not finish within 5s"
+        );
     }
 }
