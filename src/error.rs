@@ -24,7 +24,7 @@ pub enum Error {
     #[error("Secret {name:?} exists and is not owned by this SasGrant; refusing to overwrite it")]
     SecretNotOwned { name: String },
 
-    #[error("kubernetes API: {0}")]
+    #[error("kubernetes API: {}", describe_api_error(.0))]
     Kube(#[from] kube::Error),
 
     #[error("invalid configuration: {0}")]
@@ -86,6 +86,15 @@ impl Error {
     }
 }
 
+/// A kube error as text fit for status, Events and logs: a response that failed to decode is
+/// named, not quoted (serde's messages can carry values from the body, i.e. from Secrets).
+fn describe_api_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::SerdeError(_) => "the API server's response could not be decoded".into(),
+        other => other.to_string(),
+    }
+}
+
 /// 4xx answers other than 409 Conflict/AlreadyExists (a re-read fixes those), 408 Timeout and
 /// 429 Too Many Requests.
 fn is_permanent_api_error(err: &kube::Error) -> bool {
@@ -116,6 +125,15 @@ mod tests {
                 .with_code(code)
                 .boxed(),
         ))
+    }
+
+    #[test]
+    fn an_undecodable_response_is_never_quoted() {
+        let decode = serde_json::from_str::<u32>(r#""hunter2""#).unwrap_err();
+        assert!(decode.to_string().contains("hunter2"), "serde quotes values");
+        let err = Error::Kube(kube::Error::SerdeError(decode));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").is_empty());
     }
 
     #[test]
