@@ -39,7 +39,7 @@ use crate::reconcile::{self, Context};
 /// Kubernetes restarts the pod as a fresh candidate and two replicas never write at once.
 pub async fn run(config: RunConfig) -> Result<(), Error> {
     let client = Client::try_default().await?;
-    ensure_crd_installed(&client).await?;
+    ensure_crd_installed(&client, config.namespaces.first()).await?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let (stop, stopping) = watch::channel(false);
@@ -381,8 +381,14 @@ fn log_controller_error(err: &controller::Error<Error, watcher::Error>) {
 }
 
 /// Fails fast with a clear message when the CRD is missing, instead of a watch error loop.
-async fn ensure_crd_installed(client: &Client) -> Result<(), Error> {
-    match Api::<SasGrant>::all(client.clone())
+/// Asks in a watched namespace when there are some: a namespaced install may not list
+/// cluster-wide.
+async fn ensure_crd_installed(client: &Client, namespace: Option<&String>) -> Result<(), Error> {
+    let grants = match namespace {
+        Some(namespace) => Api::<SasGrant>::namespaced(client.clone(), namespace),
+        None => Api::<SasGrant>::all(client.clone()),
+    };
+    match grants
         .list_metadata(&ListParams::default().limit(1))
         .await
     {
