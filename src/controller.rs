@@ -388,10 +388,7 @@ async fn ensure_crd_installed(client: &Client, namespace: Option<&String>) -> Re
         Some(namespace) => Api::<SasGrant>::namespaced(client.clone(), namespace),
         None => Api::<SasGrant>::all(client.clone()),
     };
-    match grants
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
+    match grants.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(Error::CrdNotInstalled),
         Err(err) => Err(err.into()),

@@ -130,7 +130,10 @@ mod tests {
     #[test]
     fn an_undecodable_response_is_never_quoted() {
         let decode = serde_json::from_str::<u32>(r#""hunter2""#).unwrap_err();
-        assert!(decode.to_string().contains("hunter2"), "serde quotes values");
+        assert!(
+            decode.to_string().contains("hunter2"),
+            "serde quotes values"
+        );
         let err = Error::Kube(kube::Error::SerdeError(decode));
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(!format!("{err:?}").is_empty());

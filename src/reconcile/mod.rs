@@ -94,6 +94,11 @@ pub async fn reconcile<C: Cluster>(
         // The Secret goes with the grant through its ownerReference.
         return Ok(Action::await_change());
     }
+    tracing::debug!(
+        namespace = grant.namespace().as_deref().unwrap_or_default(),
+        name = %grant.name_any(),
+        "reconciling"
+    );
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(ctx.timeout, reconcile_grant(&grant, &ctx))
         .await
