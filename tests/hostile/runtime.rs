@@ -25,6 +25,8 @@ use serde_json::json;
 
 use crate::{common, operator::*};
 
+/// Logged for every token written.
+const SIGNED: &str = "signed a new token";
 const DEPLOY_USER: &str = "system:serviceaccount:sas-operator:sas-operator";
 
 // ----- the audit log -----
@@ -129,7 +131,8 @@ async fn second_operator_account(client: &Client, name: &str) -> PathBuf {
 }
 
 /// A replica as the Deployment runs it (the Lease `sas-operator` in the operator's namespace),
-/// watching `ns`, with a fast lease: 6 s duration, 4 s renew deadline, 1 s retry.
+/// watching `ns`, with a fast lease: 6 s duration, 4 s renew deadline, 1 s retry. One reconcile
+/// at a time, so that a wave of re-signing keeps it busy for a while.
 fn replica(ns: &str, kubeconfig: &std::path::Path, identity: &str) -> Operator {
     Operator::spawn(
         &format!("{ns}-{identity}"),
@@ -149,6 +152,8 @@ fn replica(ns: &str, kubeconfig: &std::path::Path, identity: &str) -> Operator {
             "4s",
             "--lease-retry-period",
             "1s",
+            "--concurrency",
+            "1",
             "--metrics-address",
             "127.0.0.1:0",
         ],
@@ -208,7 +213,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
     )
     .await;
     let standby = replica(&ns, &standby_kubeconfig, "standby");
-    let names: Vec<String> = (0..12).map(|i| format!("g{i}")).collect();
+    let names: Vec<String> = (0..30).map(|i| format!("g{i}")).collect();
     for name in &names {
         let spec = json!({"validity": "2h", "renewBefore": "1h"});
         create_grant(
@@ -231,7 +236,13 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
         )
         .await
         .expect("change the key");
-    tokio::time::sleep(Duration::from_millis(650)).await;
+    let wave_started = leader.logs().matches(SIGNED).count();
+    wait_for(
+        "the re-signing wave to start",
+        Duration::from_secs(10),
+        || async { (leader.logs().matches(SIGNED).count() > wave_started).then_some(()) },
+    )
+    .await;
     signal(&leader, "STOP");
     let paused_at = Instant::now();
     wait_for("the standby to lead", Duration::from_secs(30), || async {
@@ -267,10 +278,13 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
         "the paused leader (paused {paused_for:?}) wrote after the new leader's first write at \
          {first_standby_write}: {late:?}"
     );
+    // Proof that the pause caught a reconcile in flight, and that it was stopped on resuming:
+    // by its deadline (both timers passed during the pause) or by the lapsed claim at its next
+    // write, whichever the runtime polled first.
+    let logs = leader.logs();
     assert!(
-        leader.logs().contains("not leading any more")
-            || leader.logs().contains("no longer leading"),
-        "the old leader never noticed it was deposed"
+        logs.contains("ReconcileTimeout") || logs.contains("not leading any more"),
+        "no reconcile of the paused leader was in flight, so this run proved nothing"
     );
     for operator in [&leader, &standby] {
         operator.assert_logs_free_of(&[&azurite.key, &other_account_key()]);
