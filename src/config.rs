@@ -1,27 +1,8 @@
-//! Command-line and environment configuration. Every flag also reads an environment variable.
+//! The flags of `sas-operator run`: the runtime's configuration. Every flag also reads an
+//! environment variable. The command line itself (subcommands) is `cli`'s; nothing here
+//! imports from it, so the runtime never depends on the CLI.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "sas-operator",
-    version,
-    about = "Signs Azure Storage SAS tokens into Kubernetes Secrets and rotates them"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the controller (kubeconfig from KUBECONFIG or in-cluster).
-    Run(RunConfig),
-    /// Print the SasGrant CustomResourceDefinition as YAML.
-    Crd,
-    /// Sign a one-off SAS token, like `az storage ... generate-sas`.
-    Sign(Box<crate::cli::sign::SignArgs>),
-}
+use clap::{Args, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
