@@ -394,3 +394,37 @@ async fn ensure_crd_installed(client: &Client, namespace: Option<&String>) -> Re
         Err(err) => Err(err.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_leader_election_a_reconcile_ends_within_half_the_renew_deadline() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            reconcile_deadline(five, Some(Duration::from_secs(10))),
+            five
+        );
+        assert_eq!(
+            reconcile_deadline(five, Some(Duration::from_secs(4))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            reconcile_deadline(Duration::from_secs(60), None),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_abandons_reconciles_still_running_after_the_grace_period() {
+        let started = std::time::Instant::now();
+        drain_within(
+            future::pending::<Vec<()>>(),
+            future::ready(()),
+            Duration::from_millis(50),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -24,6 +24,9 @@ pub enum Error {
     #[error("Secret {name:?} exists and is not owned by this SasGrant; refusing to overwrite it")]
     SecretNotOwned { name: String },
 
+    #[error("refusing to overwrite Secret {name:?} without the resourceVersion that was read")]
+    UnreadSecretWrite { name: String },
+
     #[error("kubernetes API: {}", describe_api_error(.0))]
     Kube(#[from] kube::Error),
 
@@ -50,6 +53,7 @@ impl Error {
             Error::InvalidGrant(_) => "InvalidGrant",
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",
+            Error::UnreadSecretWrite { .. } => "UnreadSecretWrite",
             Error::Kube(_) => "KubernetesApiError",
             Error::CrdNotInstalled => "CrdNotInstalled",
             Error::Config(_) => "InvalidConfiguration",

@@ -76,13 +76,11 @@ impl Cluster for KubeCluster {
 
     async fn apply_secret(&self, secret: &Secret) -> Result<(), Error> {
         self.may_write()?;
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
         if secret.metadata.resource_version.is_none() {
             // Without the version that was read, a forced apply could take over anything.
-            return Err(Error::InvalidGrant(
-                "refusing to apply a Secret without the resourceVersion that was read".into(),
-            ));
+            return Err(Error::UnreadSecretWrite { name: name.into() });
         }
-        let name = secret.metadata.name.as_deref().unwrap_or_default();
         self.secrets(Self::namespace_of(secret)?)
             .patch(
                 name,

@@ -539,7 +539,8 @@ async fn a_secret_recreated_since_it_was_read_is_never_taken_over() {
     // And a write without the version that was read is refused before any request.
     let mut unversioned = desired.clone();
     unversioned.metadata.resource_version = None;
-    assert!(cluster.apply_secret(&unversioned).await.is_err());
+    let refused = cluster.apply_secret(&unversioned).await.unwrap_err();
+    assert_eq!(refused.category(), "UnreadSecretWrite");
     assert_eq!(secrets.get("app").await.unwrap().data, foreign.data);
 }
 
