@@ -42,11 +42,19 @@ fn grant(spec: serde_json::Value) -> SasGrant {
     grant
 }
 
+/// A key Secret as issue 8 wants them: opted in by label, holding a 64-byte key.
 fn key_secret() -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some("keys".into()),
             namespace: Some(NS.into()),
+            labels: Some(
+                [(
+                    "sas-operator.io/signing-key".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
             ..Default::default()
         },
         data: Some([("key1".to_string(), ByteString(KEY.as_bytes().to_vec()))].into()),
