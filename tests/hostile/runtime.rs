@@ -278,13 +278,12 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
         "the paused leader (paused {paused_for:?}) wrote after the new leader's first write at \
          {first_standby_write}: {late:?}"
     );
-    // Proof that the pause caught a reconcile in flight, and that it was stopped on resuming:
-    // by its deadline (both timers passed during the pause) or by the lapsed claim at its next
-    // write, whichever the runtime polled first.
-    let logs = leader.logs();
+    // Proof that the pause cut the leader's wave short: work it had queued or in flight was
+    // left to the new leader. (Whether a reconcile was mid-request at the very instant of the
+    // pause is a race; when one was, its deadline or the lapsed claim stopped it on resuming.)
     assert!(
-        logs.contains("ReconcileTimeout") || logs.contains("not leading any more"),
-        "no reconcile of the paused leader was in flight, so this run proved nothing"
+        standby.logs().contains(SIGNED),
+        "the leader finished the whole wave before the pause, so this run proved nothing"
     );
     for operator in [&leader, &standby] {
         operator.assert_logs_free_of(&[&azurite.key, &other_account_key()]);
