@@ -1,27 +1,8 @@
-//! Command-line and environment configuration. Every flag also reads an environment variable.
+//! The flags of `sas-operator run`: the runtime's configuration. Every flag also reads an
+//! environment variable. The command line itself (subcommands) is `cli`'s; nothing here
+//! imports from it, so the runtime never depends on the CLI.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "sas-operator",
-    version,
-    about = "Signs Azure Storage SAS tokens into Kubernetes Secrets and rotates them"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the controller (kubeconfig from KUBECONFIG or in-cluster).
-    Run(RunConfig),
-    /// Print the SasGrant CustomResourceDefinition as YAML.
-    Crd,
-    /// Sign a one-off SAS token, like `az storage ... generate-sas`.
-    Sign(Box<crate::cli::sign::SignArgs>),
-}
+use clap::{Args, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -62,10 +43,16 @@ pub struct RunConfig {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_address: std::net::SocketAddr,
-    /// Elect a leader through a Lease so that only one replica writes (true or false).
-    #[arg(long, env = "SAS_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub leader_election: bool,
-    /// Lease name, namespace, identity and timing of the leader election.
+    /// The longest one reconcile may take before it is abandoned and retried. With leader
+    /// election it is also kept at most half the renew deadline, so that a replica that lost
+    /// its lease cannot still be writing when another one starts.
+    #[arg(long, env = "SAS_OPERATOR_RECONCILE_TIMEOUT", default_value = "5s", value_parser = crate::crd::parse_duration)]
+    pub reconcile_timeout: std::time::Duration,
+    /// On SIGTERM, how long in-flight reconciles may still run before the process exits
+    /// anyway (releasing the Lease then takes at most the renew deadline).
+    #[arg(long, env = "SAS_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::crd::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+    /// Leader election on/off, Lease name, namespace, identity and timing of the leader election.
     #[command(flatten)]
     pub lease: Box<crate::leader::LeaseArgs>,
 }

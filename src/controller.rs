@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
@@ -26,10 +27,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
+use crate::cluster::{Cluster, KubeCluster};
 use crate::config::RunConfig;
 use crate::crd::SasGrant;
 use crate::error::Error;
-use crate::leader::{LeaderElection, LeaderElectionConfig, LeaderGuard};
+use crate::leader::{LeaderElection, LeaderElectionConfig, LeaderGuard, LeadershipClaim};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
 
@@ -37,7 +39,7 @@ use crate::reconcile::{self, Context};
 /// Kubernetes restarts the pod as a fresh candidate and two replicas never write at once.
 pub async fn run(config: RunConfig) -> Result<(), Error> {
     let client = Client::try_default().await?;
-    ensure_crd_installed(&client).await?;
+    ensure_crd_installed(&client, config.namespaces.first()).await?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let (stop, stopping) = watch::channel(false);
@@ -59,8 +61,12 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         stopped(stopping.clone()),
     ));
 
-    let election = LeaderElectionConfig::from_run_config(&config, client.default_namespace())
+    let election = LeaderElectionConfig::from_args(&config.lease, client.default_namespace())
         .map_err(|err| Error::Config(err.to_string()))?;
+    let reconcile_timeout = reconcile_deadline(
+        config.reconcile_timeout,
+        election.as_ref().map(|e| e.renew_deadline),
+    );
     let leadership = match election {
         Some(election) => {
             // A standby is healthy and ready: it serves probes and metrics, and a rollout must
@@ -76,37 +82,54 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         }
         None => None,
     };
+    let claim = leadership
+        .as_ref()
+        .map_or_else(LeadershipClaim::unconditional, |(_, guard)| guard.claim());
 
     let reporter = Reporter {
         controller: "sas-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let cluster = KubeCluster::new(client.clone(), recorder, claim);
     let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
+        cluster,
         config.clock_skew,
         metrics,
+        reconcile_timeout,
     ));
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    tracing::info!(namespaces = ?config.namespaces, "starting the controller");
+    tracing::info!(
+        namespaces = ?config.namespaces,
+        reconcile_timeout_seconds = reconcile_timeout.as_secs_f64(),
+        "starting the controller"
+    );
     let all_synced = AllSynced::new(scopes.len(), readiness.clone());
-    future::join_all(scopes.into_iter().map(|scope| {
-        let shutdown = stopped(stopping.clone());
-        run_scope(
-            client.clone(),
-            scope,
-            ctx.clone(),
-            config.concurrency,
-            shutdown,
-            all_synced.clone(),
-        )
-    }))
+    let (stores, controllers): (Vec<_>, Vec<_>) = scopes
+        .into_iter()
+        .map(|scope| {
+            scope_controller(
+                client.clone(),
+                scope,
+                ctx.clone(),
+                config.concurrency,
+                stopped(stopping.clone()),
+                all_synced.clone(),
+            )
+        })
+        .unzip();
+    let forget = tokio::spawn(forget_deleted_grants(stores, ctx.clone()));
+    drain_within(
+        future::join_all(controllers),
+        stopped(stopping.clone()),
+        config.shutdown_timeout,
+    )
     .await;
+    forget.abort();
     tracing::info!("controller stopped");
 
     if let Some((lost, guard)) = leadership {
@@ -117,6 +140,37 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         guard.release().await;
     }
     finish(admin, &stop).await
+}
+
+/// The deadline of one reconcile: as configured, and with leader election at most half the
+/// renew deadline, so that a reconcile started just before the lease lapses ends long before
+/// another replica may lead.
+pub fn reconcile_deadline(configured: Duration, renew_deadline: Option<Duration>) -> Duration {
+    match renew_deadline {
+        Some(renew_deadline) => configured.min(renew_deadline / 2),
+        None => configured,
+    }
+    .max(Duration::from_millis(100))
+}
+
+/// Runs the controllers until they finish; once `stopping` resolves, gives in-flight
+/// reconciles at most `grace` before dropping them, so SIGTERM always ends the process.
+async fn drain_within(
+    controllers: impl Future<Output = Vec<()>>,
+    stopping: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let deadline = async {
+        stopping.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        _ = controllers => {}
+        () = deadline => tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "in-flight reconciles did not finish within the shutdown timeout; abandoning them"
+        ),
+    }
 }
 
 /// Stops everything when leadership is lost; the returned flag tells a loss from a shutdown.
@@ -166,8 +220,9 @@ async fn finish(
     stop: &watch::Sender<bool>,
 ) -> Result<(), Error> {
     let _ = stop.send(true);
-    match admin.await {
-        Ok(Err(err)) => Err(Error::Config(format!("admin server failed: {err}"))),
+    // An open keep-alive connection (a scraper) must not hold the exit up.
+    match tokio::time::timeout(Duration::from_secs(2), admin).await {
+        Ok(Ok(Err(err))) => Err(Error::Config(format!("admin server failed: {err}"))),
         _ => Ok(()),
     }
 }
@@ -204,15 +259,16 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
-/// One controller over one namespace (or all of them).
-async fn run_scope(
+/// One controller over one namespace (or all of them): its grant store, and the future that
+/// runs it until `shutdown`.
+fn scope_controller(
     client: Client,
     namespace: Option<String>,
-    ctx: Arc<Context>,
+    ctx: Arc<Context<KubeCluster>>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     all_synced: AllSynced,
-) {
+) -> (Store<SasGrant>, impl Future<Output = ()> + Send) {
     let (grants, secrets) = match &namespace {
         Some(ns) => (
             Api::<SasGrant>::namespaced(client.clone(), ns),
@@ -245,16 +301,16 @@ async fn run_scope(
     let controller = Controller::for_stream(grant_events, store).with_config(
         controller::Config::default()
             .concurrency(concurrency)
-            .debounce(std::time::Duration::from_millis(500)),
+            .debounce(Duration::from_millis(500)),
     );
     let store = controller.store();
-    tokio::spawn(forget_deleted_grants(store.clone(), ctx.metrics.clone()));
+    let signers = store.clone();
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let secret_events =
         watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
-    controller
+    let run = controller
         .watches_stream(secret_events, move |secret| {
-            grants_touched_by(&store, &secret)
+            grants_touched_by(&signers, &secret)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -263,28 +319,30 @@ async fn run_scope(
                 log_controller_error(&err);
             }
             future::ready(())
-        })
-        .await;
+        });
+    (store, run)
 }
 
-/// Drops the per-grant metric series of grants that no longer exist. Deletion needs no
-/// finalizer (the Secret goes by garbage collection), so reconcile never sees it. Compared with
-/// the grants that have series (not with the previous tick's store), so that a grant created
-/// and deleted between two ticks is forgotten too.
-async fn forget_deleted_grants(store: Store<SasGrant>, metrics: Metrics) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+/// Drops the per-grant metric series and failure counts of grants that no longer exist.
+/// Deletion needs no finalizer (the Secret goes by garbage collection), so reconcile never sees
+/// it. Compared with the grants that have series (not with the previous tick's store), so that
+/// a grant created and deleted between two ticks is forgotten too; and with the grants of every
+/// watched scope at once, since the series of all scopes share one registry.
+async fn forget_deleted_grants<C: Cluster>(stores: Vec<Store<SasGrant>>, ctx: Arc<Context<C>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tick.tick().await;
-        let current: HashSet<(String, String)> = store
-            .state()
+        let grants: Vec<Arc<SasGrant>> = stores.iter().flat_map(Store::state).collect();
+        let live: HashSet<(String, String)> = grants
             .iter()
             .map(|grant| (grant.namespace().unwrap_or_default(), grant.name_any()))
             .collect();
-        for (namespace, name) in metrics.grants() {
-            if !current.contains(&(namespace.clone(), name.clone())) {
-                metrics.forget_grant(&namespace, &name);
+        for (namespace, name) in ctx.metrics.grants() {
+            if !live.contains(&(namespace.clone(), name.clone())) {
+                ctx.metrics.forget_grant(&namespace, &name);
             }
         }
+        ctx.prune_failures(&grants.iter().filter_map(|grant| grant.uid()).collect());
     }
 }
 
@@ -323,13 +381,50 @@ fn log_controller_error(err: &controller::Error<Error, watcher::Error>) {
 }
 
 /// Fails fast with a clear message when the CRD is missing, instead of a watch error loop.
-async fn ensure_crd_installed(client: &Client) -> Result<(), Error> {
-    match Api::<SasGrant>::all(client.clone())
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
+/// Asks in a watched namespace when there are some: a namespaced install may not list
+/// cluster-wide.
+async fn ensure_crd_installed(client: &Client, namespace: Option<&String>) -> Result<(), Error> {
+    let grants = match namespace {
+        Some(namespace) => Api::<SasGrant>::namespaced(client.clone(), namespace),
+        None => Api::<SasGrant>::all(client.clone()),
+    };
+    match grants.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Err(Error::CrdNotInstalled),
         Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_leader_election_a_reconcile_ends_within_half_the_renew_deadline() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            reconcile_deadline(five, Some(Duration::from_secs(10))),
+            five
+        );
+        assert_eq!(
+            reconcile_deadline(five, Some(Duration::from_secs(4))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            reconcile_deadline(Duration::from_secs(60), None),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_abandons_reconciles_still_running_after_the_grace_period() {
+        let started = std::time::Instant::now();
+        drain_within(
+            future::pending::<Vec<()>>(),
+            future::ready(()),
+            Duration::from_millis(50),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -5,7 +5,6 @@
 //! an unrelated Secret (a database password) and then brute-force it from the token.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
 
 use crate::error::Error;
 use crate::sas::AccountKey;
@@ -16,21 +15,17 @@ pub const LABEL_SIGNING_KEY: &str = "sas-operator.io/signing-key";
 /// Azure storage account keys are 64 random bytes (88 base64 characters).
 pub const ACCOUNT_KEY_BYTES: usize = 64;
 
-/// GETs `secret` in `namespace` and decodes its `key` entry as a base64 account key.
-pub async fn account_key(
-    client: &Client,
+/// The account key a grant signs with, from the key Secret the seam read: the Secret must have
+/// opted in with the signing-key label (its data is not looked at otherwise) and hold a 64-byte
+/// account key under `key`.
+pub fn signing_key(
+    found: &Secret,
     namespace: &str,
     secret: &str,
     key: &str,
 ) -> Result<AccountKey, Error> {
-    let found = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(secret)
-        .await?
-        .ok_or_else(|| Error::KeySecretNotFound {
-            name: secret.to_string(),
-        })?;
-    require_signing_key_label(&found, namespace, secret)?;
-    decode_key(&found, secret, key)
+    require_signing_key_label(found, namespace, secret)?;
+    decode_key(found, secret, key)
 }
 
 /// The Secret must carry the opt-in label; its data is not looked at otherwise.

@@ -39,7 +39,10 @@ pub enum Error {
     #[error("Secret {name:?} exists and is not owned by this SasGrant; refusing to overwrite it")]
     SecretNotOwned { name: String },
 
-    #[error("kubernetes API: {0}")]
+    #[error("refusing to overwrite Secret {name:?} without the resourceVersion that was read")]
+    UnreadSecretWrite { name: String },
+
+    #[error("kubernetes API: {}", describe_api_error(.0))]
     Kube(#[from] kube::Error),
 
     #[error("invalid configuration: {0}")]
@@ -47,6 +50,9 @@ pub enum Error {
 
     #[error("lost the leader lease")]
     LeadershipLost,
+
+    #[error("the reconcile did not finish within {}s", .after.as_secs())]
+    ReconcileTimeout { after: std::time::Duration },
 
     #[error("the SasGrant CRD is not installed: run `sas-operator crd | kubectl apply -f -`")]
     CrdNotInstalled,
@@ -65,17 +71,57 @@ impl Error {
             Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",
+            Error::UnreadSecretWrite { .. } => "UnreadSecretWrite",
             Error::Kube(_) => "KubernetesApiError",
             Error::CrdNotInstalled => "CrdNotInstalled",
             Error::Config(_) => "InvalidConfiguration",
             Error::LeadershipLost => "LeadershipLost",
+            Error::ReconcileTimeout { .. } => "ReconcileTimeout",
         }
     }
 
-    /// Whether retrying the same input can succeed without anyone changing anything.
+    /// Whether retrying the same input can succeed without anyone changing anything: the API
+    /// server was unreachable, overloaded or raced us (a 409 that a re-read resolves), or the
+    /// reconcile ran out of time. Not a lost lease: that replica must stop writing.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Kube(_))
+        match self {
+            Error::Kube(err) => !is_permanent_api_error(err),
+            Error::ReconcileTimeout { .. } => true,
+            _ => false,
+        }
     }
+
+    /// An API error that the same request will meet again until someone changes something
+    /// (RBAC, a namespace, the object): retried slowly, not like a transient one.
+    pub fn is_permanent_api_error(&self) -> bool {
+        matches!(self, Error::Kube(err) if is_permanent_api_error(err))
+    }
+
+    /// Whether the API server answered at all; when it did not, writing status or Events about
+    /// the failure would fail the same way.
+    pub fn api_reachable(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => true,
+            Error::Kube(_) | Error::ReconcileTimeout { .. } | Error::LeadershipLost => false,
+            _ => true,
+        }
+    }
+}
+
+/// A kube error as text fit for status, Events and logs: a response that failed to decode is
+/// named, not quoted (serde's messages can carry values from the body, i.e. from Secrets).
+fn describe_api_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::SerdeError(_) => "the API server's response could not be decoded".into(),
+        other => other.to_string(),
+    }
+}
+
+/// 4xx answers other than 409 Conflict/AlreadyExists (a re-read fixes those), 408 Timeout and
+/// 429 Too Many Requests.
+fn is_permanent_api_error(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if (400..500).contains(&status.code) && !matches!(status.code, 408 | 409 | 429))
 }
 
 /// The most a message may take in status, an Event or a log line.
@@ -112,10 +158,69 @@ mod tests {
         );
     }
 
+    fn api_error(code: u16, reason: &str) -> Error {
+        Error::Kube(kube::Error::Api(
+            kube::core::Status::failure("message", reason)
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
     #[test]
-    fn only_api_errors_are_transient() {
+    fn an_undecodable_response_is_never_quoted() {
+        let decode = serde_json::from_str::<u32>(r#""hunter2""#).unwrap_err();
+        assert!(
+            decode.to_string().contains("hunter2"),
+            "serde quotes values"
+        );
+        let err = Error::Kube(kube::Error::SerdeError(decode));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").is_empty());
+    }
+
+    #[test]
+    fn bad_input_and_a_lost_lease_are_not_transient() {
         assert!(!Error::SecretNotOwned { name: "x".into() }.is_transient());
         assert!(!Error::InvalidGrant("x".into()).is_transient());
+        assert!(!Error::LeadershipLost.is_transient());
+    }
+
+    #[test]
+    fn permanent_client_errors_are_not_retried_like_transient_ones() {
+        for (code, reason) in [
+            (400, "BadRequest"),
+            (403, "Forbidden"),
+            (404, "NotFound"),
+            (422, "Invalid"),
+        ] {
+            let err = api_error(code, reason);
+            assert!(!err.is_transient(), "{code}");
+            assert!(err.is_permanent_api_error(), "{code}");
+        }
+    }
+
+    #[test]
+    fn conflicts_throttling_server_errors_and_timeouts_are_transient() {
+        for (code, reason) in [
+            (409, "Conflict"),
+            (409, "AlreadyExists"),
+            (429, "TooManyRequests"),
+            (500, "InternalError"),
+            (503, "ServiceUnavailable"),
+        ] {
+            let err = api_error(code, reason);
+            assert!(err.is_transient(), "{code}");
+            assert!(!err.is_permanent_api_error(), "{code}");
+        }
+        let timeout = Error::ReconcileTimeout {
+            after: std::time::Duration::from_secs(5),
+        };
+        assert!(timeout.is_transient());
+        assert_eq!(timeout.category(), "ReconcileTimeout");
+        assert_eq!(
+            timeout.to_string(),
+            "the reconcile did not finish within 5s"
+        );
     }
 
     #[test]

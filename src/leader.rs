@@ -16,6 +16,8 @@
 //!   waiting out the lease.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -25,12 +27,13 @@ use kube::api::PostParams;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::RunConfig;
-
-/// The `sas-operator run` flags of the leader election (flattened into
-/// [`RunConfig`](crate::config::RunConfig); boxed there to keep the command enum small).
+/// The `sas-operator run` flags of the leader election (flattened into the CLI's run flags;
+/// this module owns them so that it imports nothing from the CLI).
 #[derive(Debug, Clone, clap::Args)]
 pub struct LeaseArgs {
+    /// Elect a leader through a Lease so that only one replica writes (true or false).
+    #[arg(long, env = "SAS_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_election: bool,
     /// Name of the leader-election Lease.
     #[arg(long, env = "SAS_OPERATOR_LEASE_NAME", default_value = "sas-operator")]
     pub lease_name: String,
@@ -83,14 +86,13 @@ impl LeaderElectionConfig {
     /// The election settings of `sas-operator run`, or `None` when leader election is off.
     /// `client_namespace` is used when no Lease namespace is configured: in a pod it is the
     /// pod's own namespace (from the service account), elsewhere the kubeconfig's.
-    pub fn from_run_config(
-        config: &RunConfig,
+    pub fn from_args(
+        lease: &LeaseArgs,
         client_namespace: &str,
     ) -> Result<Option<Self>, InvalidLeaderConfig> {
-        if !config.leader_election {
+        if !lease.leader_election {
             return Ok(None);
         }
-        let lease = &config.lease;
         let election = Self {
             lease_name: lease.lease_name.clone(),
             lease_namespace: lease
@@ -407,17 +409,22 @@ impl LeaderElection {
     fn spawn_renewal(&self, acquired_at: Instant) -> LeaderGuard {
         let (lost_sender, lost) = watch::channel(false);
         let (stop, stopped) = oneshot::channel();
+        let claim = LeadershipClaim::held_until(acquired_at + self.config.renew_deadline);
         let task = tokio::spawn(keep_renewing(
             self.api.clone(),
             self.config.clone(),
             acquired_at,
-            lost_sender,
+            Loss {
+                lost: lost_sender,
+                claim: claim.clone(),
+            },
             stopped,
         ));
         LeaderGuard {
             api: self.api.clone(),
             config: self.config.clone(),
             lost,
+            claim,
             stop,
             task,
         }
@@ -444,6 +451,7 @@ pub struct LeaderGuard {
     api: Api<Lease>,
     config: LeaderElectionConfig,
     lost: watch::Receiver<bool>,
+    claim: LeadershipClaim,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -463,7 +471,12 @@ impl LeaderGuard {
 
     /// Whether this instance still counts itself the leader.
     pub fn is_leader(&self) -> bool {
-        !*self.lost.borrow() && !self.task.is_finished()
+        !*self.lost.borrow() && !self.task.is_finished() && self.claim.holds()
+    }
+
+    /// The claim every write checks first; it lapses on its own at the renew deadline.
+    pub fn claim(&self) -> LeadershipClaim {
+        self.claim.clone()
     }
 
     pub fn identity(&self) -> &str {
@@ -476,10 +489,13 @@ impl LeaderGuard {
         let Self {
             api,
             config,
+            claim,
             stop,
             task,
             ..
         } = self;
+        // No write may follow the release: a standby takes over at once.
+        claim.revoke();
         let _ = stop.send(());
         // Wait for the renewal to stop so it cannot re-claim the Lease after we clear it.
         let _ = task.await;
@@ -504,7 +520,7 @@ async fn keep_renewing(
     api: Api<Lease>,
     config: LeaderElectionConfig,
     acquired_at: Instant,
-    lost: watch::Sender<bool>,
+    lost: Loss,
     mut stop: oneshot::Receiver<()>,
 ) {
     // The start of the last successful renewal request: the server wrote the record no
@@ -522,10 +538,14 @@ async fn keep_renewing(
             outcome = tokio::time::timeout_at(deadline.into(), renew_once(&api, &config)) => outcome,
         };
         match outcome {
-            Ok(Ok(())) => last_renewed = attempt_started,
+            Ok(Ok(())) => {
+                last_renewed = attempt_started;
+                lost.claim
+                    .extend_to(attempt_started + config.renew_deadline);
+            }
             Ok(Err(Renewal::Taken)) => {
                 tracing::warn!(lease = %config.lease_name, "another replica holds the lease; no longer leading");
-                lost.send_replace(true);
+                lost.declare();
                 return;
             }
             Ok(Err(Renewal::Failed(error))) if Instant::now() < deadline => {
@@ -533,16 +553,100 @@ async fn keep_renewing(
             }
             Ok(Err(Renewal::Failed(error))) => {
                 tracing::error!(lease = %config.lease_name, %error, "could not renew the lease before the renew deadline; no longer leading");
-                lost.send_replace(true);
+                lost.declare();
                 return;
             }
             Err(_elapsed) => {
                 tracing::error!(lease = %config.lease_name, "renewing the lease timed out at the renew deadline; no longer leading");
-                lost.send_replace(true);
+                lost.declare();
                 return;
             }
         }
     }
+}
+
+/// How the renewal task tells everyone that leadership is gone.
+struct Loss {
+    lost: watch::Sender<bool>,
+    claim: LeadershipClaim,
+}
+
+impl Loss {
+    fn declare(&self) {
+        self.claim.revoke();
+        self.lost.send_replace(true);
+    }
+}
+
+impl Drop for Loss {
+    // The renewal task ended (stopped, released, panicked): nobody renews, so nobody writes.
+    fn drop(&mut self) {
+        self.claim.revoke();
+    }
+}
+
+/// A shared, cheap answer to "may this replica write now?", checked before every write (as
+/// linkerd's policy controller and kubert's lease do). It holds while this replica holds the
+/// Lease and its last successful renewal started less than the renew deadline ago, measured on
+/// this process's monotonic clock. It lapses by itself when renewals stop (a paused or starved
+/// process, a partition) without waiting for the renewal task to notice, so an in-flight
+/// reconcile of a deposed leader cannot write after others may have taken over: they wait a
+/// whole lease duration, which is longer than the renew deadline.
+#[derive(Clone, Debug)]
+pub struct LeadershipClaim(Option<Arc<ClaimState>>);
+
+#[derive(Debug)]
+struct ClaimState {
+    origin: Instant,
+    /// Nanoseconds after `origin` until which the claim holds.
+    valid_until: AtomicU64,
+    revoked: AtomicBool,
+}
+
+impl LeadershipClaim {
+    /// The claim of a replica that runs without leader election: it always may write.
+    pub fn unconditional() -> Self {
+        Self(None)
+    }
+
+    /// A claim that holds until `until` unless extended or revoked.
+    pub fn held_until(until: Instant) -> Self {
+        let origin = Instant::now();
+        let claim = Self(Some(Arc::new(ClaimState {
+            origin,
+            valid_until: AtomicU64::new(0),
+            revoked: AtomicBool::new(false),
+        })));
+        claim.extend_to(until);
+        claim
+    }
+
+    /// Whether a write may start now.
+    pub fn holds(&self) -> bool {
+        let Some(state) = &self.0 else { return true };
+        !state.revoked.load(Ordering::Acquire)
+            && nanos_since(state.origin, Instant::now()) < state.valid_until.load(Ordering::Acquire)
+    }
+
+    /// Moves the end of the claim to `until` (only the renewal task calls this).
+    fn extend_to(&self, until: Instant) {
+        if let Some(state) = &self.0 {
+            state
+                .valid_until
+                .store(nanos_since(state.origin, until), Ordering::Release);
+        }
+    }
+
+    /// Ends the claim for good.
+    pub fn revoke(&self) {
+        if let Some(state) = &self.0 {
+            state.revoked.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn nanos_since(origin: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
 enum Renewal {
@@ -845,6 +949,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_claim_holds_until_its_deadline_and_not_after() {
+        let now = Instant::now();
+        assert!(LeadershipClaim::held_until(now + Duration::from_secs(60)).holds());
+        assert!(!LeadershipClaim::held_until(now).holds());
+        let lapsed = LeadershipClaim::held_until(now - Duration::from_secs(1));
+        assert!(!lapsed.holds());
+    }
+
+    #[test]
+    fn a_renewal_extends_the_claim_and_a_revocation_ends_it_for_every_clone() {
+        let claim = LeadershipClaim::held_until(Instant::now());
+        let shared = claim.clone();
+        claim.extend_to(Instant::now() + Duration::from_secs(60));
+        assert!(shared.holds());
+        claim.revoke();
+        assert!(!shared.holds());
+        claim.extend_to(Instant::now() + Duration::from_secs(120));
+        assert!(!shared.holds(), "a revoked claim stays revoked");
+    }
+
+    #[test]
+    fn without_leader_election_the_claim_always_holds() {
+        assert!(LeadershipClaim::unconditional().holds());
+    }
+
     fn election_config() -> LeaderElectionConfig {
         LeaderElectionConfig {
             lease_name: "sas-operator".into(),
@@ -895,17 +1025,17 @@ mod tests {
         assert_eq!(suffix.len(), 8);
     }
 
-    fn run_config(args: &[&str]) -> RunConfig {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        lease: LeaseArgs,
+    }
+
+    fn run_config(args: &[&str]) -> LeaseArgs {
         use clap::Parser;
-        let mut argv = vec!["sas-operator", "run"];
+        let mut argv = vec!["sas-operator"];
         argv.extend_from_slice(args);
-        match crate::config::Cli::try_parse_from(argv)
-            .expect("valid flags")
-            .command
-        {
-            crate::config::Command::Run(config) => config,
-            _ => unreachable!("parsed the run subcommand"),
-        }
+        Flags::try_parse_from(argv).expect("valid flags").lease
     }
 
     #[test]
@@ -918,7 +1048,7 @@ mod tests {
             "--lease-renew-deadline=12s",
             "--lease-retry-period=3s",
         ]);
-        let election = LeaderElectionConfig::from_run_config(&config, "default")
+        let election = LeaderElectionConfig::from_args(&config, "default")
             .unwrap()
             .expect("leader election is on by default");
         assert_eq!(
@@ -937,7 +1067,7 @@ mod tests {
     #[test]
     fn without_a_lease_namespace_the_clients_namespace_is_used() {
         let config = run_config(&["--identity=pod-1"]);
-        let election = LeaderElectionConfig::from_run_config(&config, "from-client")
+        let election = LeaderElectionConfig::from_args(&config, "from-client")
             .unwrap()
             .unwrap();
         assert_eq!(election.lease_namespace, "from-client");
@@ -953,7 +1083,7 @@ mod tests {
         ] {
             let config = run_config(&[flag]);
             assert_eq!(
-                LeaderElectionConfig::from_run_config(&config, "default"),
+                LeaderElectionConfig::from_args(&config, "default"),
                 Ok(None),
                 "{flag}"
             );

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -294,10 +294,13 @@ struct PolicyRule {
 
 /// Every (API group, resource, verb) the Roles and ClusterRoles of `deploy/rbac.yaml` grant.
 fn permissions_granted_by_deploy_rbac() -> BTreeSet<Permission> {
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
-        .expect("read deploy/rbac.yaml");
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/base/rbac.yaml"
+    ))
+    .expect("read deploy/base/rbac.yaml");
     let documents: Vec<RbacDocument> =
-        serde_saphyr::from_multiple(&yaml).expect("deploy/rbac.yaml parses");
+        serde_saphyr::from_multiple(&yaml).expect("deploy/base/rbac.yaml parses");
     let mut granted = BTreeSet::new();
     for rule in documents
         .iter()

@@ -4,9 +4,30 @@ pub mod sign;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-use crate::config::{Cli, Command};
+use crate::config::RunConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sas-operator",
+    version,
+    about = "Signs Azure Storage SAS tokens into Kubernetes Secrets and rotates them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (kubeconfig from KUBECONFIG or in-cluster).
+    Run(RunConfig),
+    /// Print the SasGrant CustomResourceDefinition as YAML.
+    Crd,
+    /// Sign a one-off SAS token, like `az storage ... generate-sas`.
+    Sign(Box<sign::SignArgs>),
+}
 
 /// Entry point of the binary: parse flags, dispatch, map failures to exit codes.
 pub fn main() -> ExitCode {

@@ -1,7 +1,8 @@
-//! Reconcile one `SasGrant`: read -> decide (pure) -> apply -> requeue.
+//! Reconcile one `SasGrant`: read -> decide (pure) -> write -> requeue.
 //!
-//! API calls live only in this file and `credentials`; every decision is a pure function in the
-//! submodules, unit-tested without a server.
+//! Every read and write goes through the [`Cluster`] seam; every decision is a pure function in
+//! the submodules, unit-tested without a server. The whole reconcile runs under a deadline
+//! below the lease's renew deadline.
 
 pub mod grant;
 pub mod policy;
@@ -10,26 +11,19 @@ pub mod secret;
 pub mod status;
 pub mod validate;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType, Recorder},
-    },
-};
-use serde_json::json;
+use kube::{Resource, ResourceExt, runtime::controller::Action};
 
 use self::grant::GrantPlan;
 use self::policy::{Decision, SignReason};
+use self::schedule::Renewal;
 use self::secret::SignedToken;
 use self::status::{Outcome, TokenFacts};
+use crate::cluster::{Cluster, GrantEvent, Severity};
 use crate::crd::SasGrant;
 use crate::error::Error;
 use crate::sas::{self, SigningKey};
@@ -41,30 +35,31 @@ pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
+pub struct Context<C> {
+    pub cluster: C,
     pub clock: Clock,
     /// How far start times are backdated for clock skew.
     pub backdate: Duration,
     pub metrics: crate::metrics::Metrics,
+    /// The deadline of one reconcile (below the lease's renew deadline).
+    pub timeout: Duration,
     /// Consecutive failures per grant uid, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
-impl Context {
+impl<C: Cluster> Context<C> {
     pub fn new(
-        client: Client,
-        recorder: Recorder,
+        cluster: C,
         backdate: Duration,
         metrics: crate::metrics::Metrics,
+        timeout: Duration,
     ) -> Self {
         Context {
-            client,
-            recorder,
+            cluster,
             clock: Arc::new(Timestamp::now),
             backdate,
             metrics,
+            timeout,
             failures: Mutex::default(),
         }
     }
@@ -76,40 +71,108 @@ impl Context {
         Timestamp::from_second(now.as_second()).unwrap_or(now)
     }
 
-    fn record_failure(&self, uid: &str) -> u32 {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(uid.to_string()).or_default();
-        *count += 1;
-        *count
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn clear_failures(&self, uid: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(uid);
+    /// Forgets the failure counts of grants whose uid is not in `live` (deleted grants).
+    pub fn prune_failures(&self, live: &HashSet<String>) {
+        self.failures().retain(|uid, _| live.contains(uid));
+    }
+
+    /// How many grants have a failure count (for tests and diagnostics).
+    pub fn failing_grants(&self) -> usize {
+        self.failures().len()
     }
 }
 
 /// The controller's reconcile function.
-pub async fn reconcile(grant: Arc<SasGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<C: Cluster>(
+    grant: Arc<SasGrant>,
+    ctx: Arc<Context<C>>,
+) -> Result<Action, Error> {
     if grant.metadata.deletion_timestamp.is_some() {
         // The Secret goes with the grant through its ownerReference.
         return Ok(Action::await_change());
     }
+    tracing::debug!(
+        namespace = grant.namespace().as_deref().unwrap_or_default(),
+        name = %grant.name_any(),
+        "reconciling"
+    );
     let started = std::time::Instant::now();
-    let now = ctx.now();
+    let result = tokio::time::timeout(ctx.timeout, reconcile_grant(&grant, &ctx))
+        .await
+        .unwrap_or(Err(Error::ReconcileTimeout { after: ctx.timeout }));
+    ctx.metrics
+        .observe_reconcile(started.elapsed().as_secs_f64());
     let (namespace, name) = (grant.namespace().unwrap_or_default(), grant.name_any());
-    let (plan, result) = match GrantPlan::from_spec(&name, &grant.spec) {
+    match result {
+        Ok(facts) => {
+            ctx.failures().remove(&grant.uid().unwrap_or_default());
+            ctx.metrics.set_ready(&namespace, &name, true);
+            ctx.metrics
+                .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
+            Ok(Action::requeue(schedule::requeue_after(
+                ctx.now(),
+                facts.renews_at,
+            )))
+        }
+        Err(err) => {
+            ctx.metrics.set_ready(&namespace, &name, false);
+            Err(err)
+        }
+    }
+}
+
+/// Retries a failed reconcile: transient errors with per-grant exponential backoff, errors
+/// that only a change fixes slowly, and a lost lease not at all (the process stops).
+pub fn error_policy<C: Cluster>(grant: Arc<SasGrant>, err: &Error, ctx: Arc<Context<C>>) -> Action {
+    if matches!(err, Error::LeadershipLost) {
+        tracing::warn!(name = %grant.name_any(), "not leading any more; dropped the reconcile");
+        return Action::await_change();
+    }
+    let failures = {
+        let mut failures = ctx.failures();
+        let count = failures.entry(grant.uid().unwrap_or_default()).or_default();
+        *count += 1;
+        *count
+    };
+    let wait = if err.is_permanent_api_error() {
+        schedule::slow_backoff(failures)
+    } else {
+        schedule::backoff(failures)
+    };
+    tracing::warn!(
+        namespace = grant.namespace().as_deref().unwrap_or_default(),
+        name = %grant.name_any(),
+        reason = err.category(),
+        error = %crate::error::truncate_message(&err.to_string()),
+        retry_in_seconds = wait.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(wait)
+}
+
+/// Syncs the Secret, then shows the outcome in status (unless the API server is out of reach
+/// or this replica lost its lease: then nothing more is written).
+async fn reconcile_grant<C: Cluster>(
+    grant: &SasGrant,
+    ctx: &Context<C>,
+) -> Result<TokenFacts, Error> {
+    let now = ctx.now();
+    let (plan, result) = match GrantPlan::from_spec(&grant.name_any(), &grant.spec) {
         Ok(plan) => {
-            let result = sync(&grant, &plan, &ctx, now).await;
+            let result = sync(grant, &plan, ctx, now).await;
             (Some(plan), result)
         }
         Err(err) => (None, Err(err)),
     };
+    if let Err(err) = &result
+        && !err.api_reachable()
+    {
+        return result;
+    }
     let outcome = match &result {
         Ok(facts) => Outcome::Ready(facts.clone()),
         Err(err) => Outcome::Failed {
@@ -117,44 +180,17 @@ pub async fn reconcile(grant: Arc<SasGrant>, ctx: Arc<Context>) -> Result<Action
             message: err.to_string(),
         },
     };
-    let status_written = write_status(&grant, &ctx, plan.as_ref(), &outcome, now).await;
-    ctx.metrics
-        .observe_reconcile(started.elapsed().as_secs_f64());
-    match (result, status_written) {
-        (Ok(facts), Ok(())) => {
-            ctx.clear_failures(&grant.uid().unwrap_or_default());
-            ctx.metrics.set_ready(&namespace, &name, true);
-            ctx.metrics
-                .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
-            Ok(Action::requeue(schedule::until(ctx.now(), facts.renews_at)))
-        }
-        (Err(err), _) | (Ok(_), Err(err)) => {
-            ctx.metrics.set_ready(&namespace, &name, false);
-            Err(err)
-        }
-    }
-}
-
-/// Retries a failed reconcile with per-grant exponential backoff.
-pub fn error_policy(grant: Arc<SasGrant>, err: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&grant.uid().unwrap_or_default());
-    let wait = schedule::backoff(failures);
-    tracing::warn!(
-        namespace = grant.namespace().as_deref().unwrap_or_default(),
-        name = %grant.name_any(),
-        reason = err.category(),
-        error = %err,
-        retry_in_seconds = wait.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(wait)
+    let written = write_status(grant, ctx, plan.as_ref(), &outcome, now).await;
+    let facts = result?;
+    written?;
+    Ok(facts)
 }
 
 /// Makes the target Secret hold a valid token for the grant; returns the token's facts.
-async fn sync(
+async fn sync<C: Cluster>(
     grant: &SasGrant,
     plan: &GrantPlan,
-    ctx: &Context,
+    ctx: &Context<C>,
     now: Timestamp,
 ) -> Result<TokenFacts, Error> {
     let namespace = grant
@@ -162,12 +198,20 @@ async fn sync(
         .ok_or_else(|| Error::InvalidGrant("SasGrant has no namespace".into()))?;
     let name = grant.name_any();
     let uid = grant.uid().unwrap_or_default();
+    let key_secret = ctx
+        .cluster
+        .key_secret(&namespace, &plan.key_secret)
+        .await?
+        .ok_or_else(|| Error::KeySecretNotFound {
+            name: plan.key_secret.clone(),
+        })?;
     let key =
-        crate::credentials::account_key(&ctx.client, &namespace, &plan.key_secret, &plan.key_name)
-            .await?;
+        crate::credentials::signing_key(&key_secret, &namespace, &plan.key_secret, &plan.key_name)?;
 
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let existing = secrets.get_opt(&plan.target_secret).await?;
+    let existing = ctx
+        .cluster
+        .target_secret(&namespace, &plan.target_secret)
+        .await?;
     if let Some(found) = &existing
         && !secret::is_owned_by(found, &uid)
     {
@@ -177,13 +221,14 @@ async fn sync(
     }
 
     let inputs_hash = secret::inputs_hash(&grant.spec, &plan.target_secret, &key);
-    let jitter = schedule::jitter(&uid, plan.renew_before);
-    let renew_at = |expires_at| schedule::renew_at(expires_at, plan.renew_before, jitter);
+    let renewal = Renewal::of(&uid, plan.validity, plan.renew_before);
     let mac_key = secret::SecretMacKey::derive(&key);
     let issued = existing
         .as_ref()
         .map(|found| secret::issued_token(found, &mac_key));
-    let reason = match policy::decide(issued.as_ref(), &inputs_hash, now, renew_at) {
+    let reason = match policy::decide(issued.as_ref(), &inputs_hash, now, |expiry| {
+        renewal.renew_at(expiry)
+    }) {
         Decision::Keep { renew_at } => {
             let found = existing
                 .as_ref()
@@ -208,7 +253,6 @@ async fn sync(
         .into_iter()
         .map(|service| (service, grant::endpoint(&grant.spec, service)))
         .collect();
-    let endpoints = secret::token_endpoints(&plan.resource, services);
     let token = SignedToken {
         token: signed.token,
         expires_at,
@@ -219,43 +263,32 @@ async fn sync(
     let owner = grant
         .controller_owner_ref(&())
         .expect("a stored SasGrant has a name and uid");
-    let desired = secret::desired_secret(
+    let mut desired = secret::desired_secret(
         &plan.target_secret,
         &namespace,
         owner,
         &name,
         &token,
-        &endpoints,
+        &secret::token_endpoints(&plan.resource, services),
     );
-    if existing.is_some() {
-        secrets
-            .patch(
-                &plan.target_secret,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await?;
-    } else {
-        // Create, not apply: if a foreign Secret of that name appeared since our read, this
-        // fails with AlreadyExists instead of taking it over.
-        secrets
-            .create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &desired,
-            )
-            .await?;
+    match &existing {
+        Some(found) => {
+            // Written on the version we read: if the Secret was replaced since (a foreign one
+            // recreated under the name), the write conflicts instead of taking it over.
+            desired.metadata.resource_version = found.metadata.resource_version.clone();
+            ctx.cluster.apply_secret(&desired).await?;
+        }
+        // Create, not apply: a foreign Secret that appeared since our read makes it fail.
+        None => ctx.cluster.create_secret(&desired).await?,
     }
 
     if let (SignReason::RenewalDue, Some(expired)) = (reason, issued.and_then(|i| i.expires_at)) {
-        let lateness = now.duration_since(renew_at(expired));
+        let lateness = now.duration_since(renewal.renew_at(expired));
         ctx.metrics
             .observe_rotation_lateness(lateness.as_secs_f64().max(0.0));
     }
     ctx.metrics.record_rotation(&namespace, &name, "success");
-    let renews_at = renew_at(expires_at);
+    let renews_at = renewal.renew_at(expires_at);
     tracing::info!(
         namespace = %namespace,
         name = %name,
@@ -265,22 +298,17 @@ async fn sync(
         renews_at = %renews_at,
         "signed a new token"
     );
-    publish(
-        ctx,
-        grant,
-        EventType::Normal,
-        if existing.is_some() {
-            "Rotated"
-        } else {
-            "Signed"
-        },
-        format!(
-            "signed a new token into Secret {:?} ({}); expires {expires_at}",
-            plan.target_secret,
-            reason.as_str()
-        ),
-    )
-    .await;
+    let note = format!(
+        "signed a new token into Secret {:?} ({}); expires {expires_at}",
+        plan.target_secret,
+        reason.as_str()
+    );
+    let reason = if existing.is_some() {
+        "Rotated"
+    } else {
+        "Signed"
+    };
+    publish(ctx, grant, Severity::Normal, reason, note).await?;
     Ok(TokenFacts {
         expires_at,
         renews_at,
@@ -291,9 +319,9 @@ async fn sync(
 
 /// Writes status when it differs from what the grant shows, and raises a Warning Event when
 /// the grant turns not-ready (or fails for a new reason). A no-op reconcile writes nothing.
-async fn write_status(
+async fn write_status<C: Cluster>(
     grant: &SasGrant,
-    ctx: &Context,
+    ctx: &Context<C>,
     plan: Option<&GrantPlan>,
     outcome: &Outcome,
     now: Timestamp,
@@ -313,36 +341,38 @@ async fn write_status(
     if let Outcome::Failed { reason, message } = outcome {
         let before = status::ready_condition(current);
         if before.is_none_or(|c| c.reason != *reason || c.message != *message) {
-            publish(ctx, grant, EventType::Warning, reason, message.clone()).await;
+            publish(ctx, grant, Severity::Warning, reason, message.clone()).await?;
             let (namespace, name) = (grant.namespace().unwrap_or_default(), grant.name_any());
             ctx.metrics.record_rotation(&namespace, &name, reason);
         }
     }
-    let api =
-        Api::<SasGrant>::namespaced(ctx.client.clone(), &grant.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": SasGrant::api_version(&()),
-        "kind": SasGrant::kind(&()),
-        "status": desired,
-    });
-    api.patch_status(
-        &grant.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    ctx.cluster.apply_status(grant, &desired).await
 }
 
-async fn publish(ctx: &Context, grant: &SasGrant, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
+/// Publishes an Event. Failing to is logged, not fatal, except when this replica lost its
+/// lease: then the reconcile must stop writing at once.
+async fn publish<C: Cluster>(
+    ctx: &Context<C>,
+    grant: &SasGrant,
+    severity: Severity,
+    reason: &str,
+    note: String,
+) -> Result<(), Error> {
+    let event = GrantEvent {
+        severity,
         reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
+        // Messages carry spec values: bounded, so a hostile spec cannot bloat Events.
+        note: crate::error::truncate_message(&note).into_owned(),
     };
-    if let Err(err) = ctx.recorder.publish(&event, &grant.object_ref(&())).await {
-        tracing::warn!(error = %err, "could not publish an Event");
+    match ctx.cluster.publish(grant, event).await {
+        Err(Error::LeadershipLost) => Err(Error::LeadershipLost),
+        Err(err) => {
+            tracing::warn!(reason = err.category(), error = %err, "could not publish an Event");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

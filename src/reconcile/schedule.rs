@@ -1,4 +1,8 @@
 //! Pure: when to re-sign, and how long to wait after a failure.
+//!
+//! Whatever a grant's spec says, one grant costs at most a few writes (Secret, status, Event)
+//! per renewal: a token stays in use for at least [`min_token_age`] after it was signed, and
+//! no requeue is shorter than [`MIN_REQUEUE`].
 
 use std::time::Duration;
 
@@ -9,6 +13,64 @@ use sha2::{Digest, Sha256};
 const JITTER_PER_MILLE: u64 = 50;
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Retries of errors that retrying alone does not fix (403, 404, 422, ...) start here...
+const SLOW_BACKOFF_BASE: Duration = Duration::from_secs(60);
+/// ... and stop growing here.
+const SLOW_BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// The shortest wait before a grant is looked at again.
+pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+/// The shortest time a token stays in use before it is renewed, whatever the grant's spec.
+const MIN_TOKEN_AGE: Duration = Duration::from_secs(15);
+
+/// How long a token of `validity` stays in use at least before renewal: 15 s or a tenth of
+/// its validity, whichever is longer, but never more than half of it.
+pub fn min_token_age(validity: Duration) -> Duration {
+    MIN_TOKEN_AGE.max(validity / 10).min(validity / 2)
+}
+
+/// When a grant's tokens are renewed: its validity, `renewBefore` and per-object jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    pub validity: Duration,
+    pub renew_before: Duration,
+    pub jitter: Duration,
+}
+
+impl Renewal {
+    /// The renewal of a grant with object `uid`.
+    pub fn of(uid: &str, validity: Duration, renew_before: Duration) -> Self {
+        Renewal {
+            validity,
+            renew_before,
+            jitter: jitter(uid, renew_before),
+        }
+    }
+
+    /// When a token expiring at `expires_at` is due: `renewBefore` plus jitter ahead of its
+    /// expiry, but never sooner than [`min_token_age`] after it was signed (`expires_at -
+    /// validity`), so neither a `renewBefore` close to the validity nor the jitter can make it
+    /// due at (or before) its signing.
+    pub fn renew_at(&self, expires_at: Timestamp) -> Timestamp {
+        let planned = renew_at(expires_at, self.renew_before, self.jitter);
+        let signed_at = expires_at
+            .checked_sub(signed(self.validity))
+            .unwrap_or(Timestamp::MIN);
+        let earliest = signed_at
+            .checked_add(signed(min_token_age(self.validity)))
+            .unwrap_or(Timestamp::MAX);
+        planned.max(earliest)
+    }
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+/// How long to wait before looking at a grant due at `at` again: until then, but at least
+/// [`MIN_REQUEUE`].
+pub fn requeue_after(now: Timestamp, at: Timestamp) -> Duration {
+    until(now, at).max(MIN_REQUEUE)
+}
 
 /// A deterministic per-object jitter of up to 5 % of `renew_before`, derived from the object's
 /// uid, so grants created together spread their renewals but each one always renews at the
@@ -34,8 +96,18 @@ pub fn until(now: Timestamp, at: Timestamp) -> Duration {
 /// Exponential backoff after `failures` consecutive failures (1, 2, ...): 5 s doubling, at
 /// most 5 min.
 pub fn backoff(failures: u32) -> Duration {
+    doubling(BACKOFF_BASE, BACKOFF_MAX, failures)
+}
+
+/// The backoff of errors that the same request will meet again until someone changes
+/// something (403 Forbidden, 404, 422 Invalid): 1 min doubling, at most 10 min.
+pub fn slow_backoff(failures: u32) -> Duration {
+    doubling(SLOW_BACKOFF_BASE, SLOW_BACKOFF_MAX, failures)
+}
+
+fn doubling(base: Duration, max: Duration, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX)
+    base.saturating_mul(1 << exponent).min(max)
 }
 
 #[cfg(test)]
@@ -87,6 +159,110 @@ mod tests {
             until(ts("2030-01-01T00:00:00Z"), ts("2030-01-01T00:00:10Z")),
             Duration::from_secs(10)
         );
+    }
+
+    fn renewal(validity: u64, renew_before: u64, jitter: u64) -> Renewal {
+        Renewal {
+            validity: Duration::from_secs(validity),
+            renew_before: Duration::from_secs(renew_before),
+            jitter: Duration::from_secs(jitter),
+        }
+    }
+
+    #[test]
+    fn a_sane_spec_renews_renew_before_plus_jitter_ahead_of_expiry() {
+        let at = renewal(8 * 3600, 2 * 3600, 30).renew_at(ts("2030-01-01T08:00:00Z"));
+        assert_eq!(at, ts("2030-01-01T05:59:30Z"));
+    }
+
+    #[test]
+    fn renew_before_almost_the_validity_still_keeps_a_token_for_its_minimum_age() {
+        // validity 1h, renewBefore 59m59s: signed at 07:00, would be due at 07:00:01.
+        let at = renewal(3600, 3599, 0).renew_at(ts("2030-01-01T08:00:00Z"));
+        assert_eq!(at, ts("2030-01-01T07:06:00Z"), "a tenth of the validity");
+    }
+
+    #[test]
+    fn jitter_never_pushes_renewal_to_or_before_signing() {
+        // 8h / 7h40m: 5 % jitter of 7h40m (23 min) would be due before the token was signed.
+        let validity = 8 * 3600;
+        let renew_before = 7 * 3600 + 40 * 60;
+        let expires = ts("2030-01-01T08:00:00Z");
+        let signed_at = ts("2030-01-01T00:00:00Z");
+        for i in 0..200 {
+            let policy = Renewal::of(
+                &format!("uid-{i}"),
+                Duration::from_secs(validity),
+                Duration::from_secs(renew_before),
+            );
+            let at = policy.renew_at(expires);
+            assert!(
+                at >= signed_at + SignedDuration::from_secs(48 * 60),
+                "uid-{i}: due at {at}, signed at {signed_at}"
+            );
+            assert!(at < expires);
+        }
+    }
+
+    #[test]
+    fn the_minimum_token_age_is_fifteen_seconds_or_a_tenth_and_below_half_the_validity() {
+        assert_eq!(
+            min_token_age(Duration::from_secs(60)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            min_token_age(Duration::from_secs(3600)),
+            Duration::from_secs(360)
+        );
+        assert_eq!(
+            min_token_age(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn at_most_a_few_writes_per_renewal_whatever_the_spec() {
+        // Simulate signing at each due time for a day: renewals per validity stay bounded.
+        for (validity, renew_before) in [(60, 59), (3600, 3599), (60, 1), (8 * 3600, 7 * 3600)] {
+            let policy = Renewal::of(
+                "uid",
+                Duration::from_secs(validity),
+                Duration::from_secs(renew_before),
+            );
+            let mut now = ts("2030-01-01T00:00:00Z");
+            let end = now + SignedDuration::from_hours(24);
+            let mut signings = 0u64;
+            while now < end {
+                let expires = now + SignedDuration::from_secs(validity as i64);
+                now = now
+                    + SignedDuration::try_from(requeue_after(now, policy.renew_at(expires)))
+                        .unwrap();
+                signings += 1;
+            }
+            let per_validity = signings * validity / (24 * 3600);
+            assert!(
+                per_validity <= 10,
+                "{validity}s/{renew_before}s: {signings} signings a day"
+            );
+        }
+    }
+
+    #[test]
+    fn no_requeue_is_shorter_than_a_second() {
+        let now = ts("2030-01-01T00:00:10Z");
+        assert_eq!(requeue_after(now, ts("2030-01-01T00:00:00Z")), MIN_REQUEUE);
+        assert_eq!(requeue_after(now, now), MIN_REQUEUE);
+        assert_eq!(
+            requeue_after(now, ts("2030-01-01T00:01:10Z")),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn slow_backoff_starts_at_a_minute_and_caps_at_ten() {
+        assert_eq!(slow_backoff(1), Duration::from_secs(60));
+        assert_eq!(slow_backoff(2), Duration::from_secs(120));
+        assert_eq!(slow_backoff(50), Duration::from_secs(600));
     }
 
     #[test]

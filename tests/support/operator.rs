@@ -169,7 +169,7 @@ pub const DEPLOY_SERVICE_ACCOUNT: &str = "sas-operator";
 
 impl Operator {
     /// Starts the operator as `deploy/` runs it: under its ServiceAccount's token, so with
-    /// exactly `deploy/rbac.yaml`'s permissions, watching `namespaces` without leader election
+    /// exactly `deploy/base/rbac.yaml`'s permissions, watching `namespaces` without leader election
     /// (plus `extra_args`). Installs `deploy/` first (idempotent).
     pub async fn under_deploy_rbac(
         log_name: &str,

@@ -1,0 +1,185 @@
+//! An in-process cluster for unit tests of the reconcile: Secrets in a map with resource
+//! versions, and a record of every write. No server, no clock.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use super::{Cluster, GrantEvent};
+use crate::crd::{SasGrant, SasGrantStatus};
+use crate::error::Error;
+
+/// One write the reconcile made, in order.
+#[derive(Debug, Clone)]
+pub enum Write {
+    CreateSecret(Secret),
+    ApplySecret(Secret),
+    Status(SasGrantStatus),
+    Event(GrantEvent),
+}
+
+type Hook = Box<dyn FnOnce(&mut BTreeMap<(String, String), Secret>) + Send>;
+
+#[derive(Default)]
+pub struct FakeCluster {
+    secrets: Mutex<BTreeMap<(String, String), Secret>>,
+    writes: Mutex<Vec<Write>>,
+    reads: Mutex<u32>,
+    deposed: Mutex<bool>,
+    hung: Mutex<bool>,
+    next_version: Mutex<u64>,
+    /// Runs once, right after the next read of a target Secret (to change the world between
+    /// a read and the write that follows it).
+    after_target_read: Mutex<Option<Hook>>,
+}
+
+fn key(namespace: &str, name: &str) -> (String, String) {
+    (namespace.to_string(), name.to_string())
+}
+
+/// The 409 the API server answers with (`AlreadyExists` or `Conflict`).
+fn conflict(reason: &str, message: String) -> Error {
+    Error::Kube(kube::Error::Api(
+        kube::core::Status::failure(&message, reason)
+            .with_code(409)
+            .boxed(),
+    ))
+}
+
+impl FakeCluster {
+    /// Stores `secret` (in its own namespace) with a fresh resourceVersion.
+    pub fn put_secret(&self, mut secret: Secret) {
+        secret.metadata.resource_version = Some(self.version());
+        let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(key(&namespace, &name), secret);
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.secrets
+            .lock()
+            .unwrap()
+            .get(&key(namespace, name))
+            .cloned()
+    }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    pub fn reads(&self) -> u32 {
+        *self.reads.lock().unwrap()
+    }
+
+    /// From now on every write fails as a deposed leader's would.
+    pub fn depose(&self) {
+        *self.deposed.lock().unwrap() = true;
+    }
+
+    /// From now on every read waits forever, as against a frozen API server.
+    pub fn hang(&self) {
+        *self.hung.lock().unwrap() = true;
+    }
+
+    pub fn after_next_target_read(
+        &self,
+        hook: impl FnOnce(&mut BTreeMap<(String, String), Secret>) + Send + 'static,
+    ) {
+        *self.after_target_read.lock().unwrap() = Some(Box::new(hook));
+    }
+
+    fn version(&self) -> String {
+        let mut next = self.next_version.lock().unwrap();
+        *next += 1;
+        next.to_string()
+    }
+
+    fn may_write(&self) -> Result<(), Error> {
+        if *self.deposed.lock().unwrap() {
+            Err(Error::LeadershipLost)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn read(&self, namespace: &str, name: &str) -> Option<Secret> {
+        *self.reads.lock().unwrap() += 1;
+        let hung = *self.hung.lock().unwrap();
+        if hung {
+            std::future::pending::<()>().await;
+        }
+        self.secret(namespace, name)
+    }
+}
+
+impl Cluster for FakeCluster {
+    async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
+        Ok(self.read(namespace, name).await)
+    }
+
+    async fn target_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
+        let found = self.read(namespace, name).await;
+        if let Some(hook) = self.after_target_read.lock().unwrap().take() {
+            hook(&mut self.secrets.lock().unwrap());
+        }
+        Ok(found)
+    }
+
+    async fn create_secret(&self, secret: &Secret) -> Result<(), Error> {
+        self.may_write()?;
+        let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        if self.secret(&namespace, &name).is_some() {
+            return Err(conflict(
+                "AlreadyExists",
+                format!("secrets {name:?} already exists"),
+            ));
+        }
+        self.writes
+            .lock()
+            .unwrap()
+            .push(Write::CreateSecret(secret.clone()));
+        self.put_secret(secret.clone());
+        Ok(())
+    }
+
+    async fn apply_secret(&self, secret: &Secret) -> Result<(), Error> {
+        self.may_write()?;
+        let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let stored = self.secret(&namespace, &name);
+        let current = stored.and_then(|s| s.metadata.resource_version);
+        if secret.metadata.resource_version.is_none() || current != secret.metadata.resource_version
+        {
+            return Err(conflict(
+                "Conflict",
+                format!("the object has been modified: secrets {name:?}"),
+            ));
+        }
+        self.writes
+            .lock()
+            .unwrap()
+            .push(Write::ApplySecret(secret.clone()));
+        self.put_secret(secret.clone());
+        Ok(())
+    }
+
+    async fn apply_status(&self, _grant: &SasGrant, status: &SasGrantStatus) -> Result<(), Error> {
+        self.may_write()?;
+        self.writes
+            .lock()
+            .unwrap()
+            .push(Write::Status(status.clone()));
+        Ok(())
+    }
+
+    async fn publish(&self, _grant: &SasGrant, event: GrantEvent) -> Result<(), Error> {
+        self.may_write()?;
+        self.writes.lock().unwrap().push(Write::Event(event));
+        Ok(())
+    }
+}

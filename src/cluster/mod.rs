@@ -1,0 +1,77 @@
+//! The seam between a reconcile and the cluster: every read and write a reconcile makes goes
+//! through [`Cluster`]. [`KubeCluster`] is the only code that writes to the API server, and it
+//! checks the leadership claim before every write; [`fake::FakeCluster`] lets the reconcile be
+//! tested in-process, without a server.
+//!
+//! Reads are GETs today; serving them from the watches' caches is a change inside
+//! [`KubeCluster`] only.
+
+#[cfg(test)]
+pub mod fake;
+mod kubernetes;
+
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::Secret;
+
+pub use self::kubernetes::KubeCluster;
+use crate::crd::{SasGrant, SasGrantStatus};
+use crate::error::Error;
+
+/// Whether an Event reports normal progress or a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// An Event about a grant. `reason` is a static category; `note` is free of secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantEvent {
+    pub severity: Severity,
+    pub reason: String,
+    pub note: String,
+}
+
+/// What a reconcile reads from and writes to the cluster.
+///
+/// Writes fail with [`Error::LeadershipLost`] once this replica may no longer write; that error
+/// is final for the reconcile (never retried as transient).
+pub trait Cluster: Send + Sync + 'static {
+    /// The Secret holding a grant's account key, if it exists.
+    fn key_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, Error>> + Send;
+
+    /// The Secret a grant writes its token into, if it exists.
+    fn target_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, Error>> + Send;
+
+    /// Creates a Secret; fails if one of that name exists (it is never taken over).
+    fn create_secret(&self, secret: &Secret) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Replaces the content of a Secret that was read (forced server-side apply). `secret`
+    /// carries the `resourceVersion` that was read, so the write fails with a conflict if the
+    /// Secret was changed or replaced since: a foreign Secret recreated in between is never
+    /// taken over.
+    fn apply_secret(&self, secret: &Secret) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Writes a grant's status (server-side apply on the status subresource).
+    fn apply_status(
+        &self,
+        grant: &SasGrant,
+        status: &SasGrantStatus,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Publishes an Event about a grant.
+    fn publish(
+        &self,
+        grant: &SasGrant,
+        event: GrantEvent,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}

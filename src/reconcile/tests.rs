@@ -1,0 +1,308 @@
+//! The reconcile through the in-process fake of the cluster: what it reads, what it writes and
+//! in which order, without a server.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::api::ObjectMeta;
+use kube::runtime::controller::Action;
+
+use super::*;
+use crate::cluster::fake::{FakeCluster, Write};
+use crate::metrics::Metrics;
+
+const NS: &str = "apps";
+/// base64 of 64 bytes, the length of an account key.
+const KEY: &str =
+    "a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LQ==";
+
+fn now() -> Timestamp {
+    "2030-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn grant(spec: serde_json::Value) -> SasGrant {
+    let mut base = serde_json::json!({
+        "storageAccount": {"name": "acct", "keySecretRef": {"name": "keys"}},
+        "resource": {"container": {"name": "data"}},
+        "permissions": "r",
+        "validity": "8h",
+        "renewBefore": "2h",
+    });
+    if let serde_json::Value::Object(extra) = spec {
+        for (key, value) in extra {
+            base[key] = value;
+        }
+    }
+    let mut grant = SasGrant::new("app", serde_json::from_value(base).unwrap());
+    grant.metadata.namespace = Some(NS.into());
+    grant.metadata.uid = Some("uid-1".into());
+    grant.metadata.generation = Some(1);
+    grant
+}
+
+/// A key Secret as issue 8 wants them: opted in by label, holding a 64-byte key.
+fn key_secret() -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("keys".into()),
+            namespace: Some(NS.into()),
+            labels: Some(
+                [(
+                    "sas-operator.io/signing-key".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some([("key1".to_string(), ByteString(KEY.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    }
+}
+
+/// A fake cluster holding the key Secret, and a context whose clock reads `now()`.
+fn context() -> Arc<Context<FakeCluster>> {
+    let cluster = FakeCluster::default();
+    cluster.put_secret(key_secret());
+    let mut ctx = Context::new(
+        cluster,
+        Duration::from_secs(900),
+        Metrics::new(),
+        Duration::from_secs(5),
+    );
+    ctx.clock = Arc::new(now);
+    Arc::new(ctx)
+}
+
+async fn run(grant: &SasGrant, ctx: &Arc<Context<FakeCluster>>) -> Result<Action, Error> {
+    reconcile(Arc::new(grant.clone()), ctx.clone()).await
+}
+
+/// The grant as the API server would show it after the reconcile's status write.
+fn with_written_status(mut grant: SasGrant, writes: &[Write]) -> SasGrant {
+    grant.status = writes.iter().rev().find_map(|write| match write {
+        Write::Status(status) => Some(status.clone()),
+        _ => None,
+    });
+    grant
+}
+
+fn kinds(writes: &[Write]) -> Vec<&'static str> {
+    writes
+        .iter()
+        .map(|write| match write {
+            Write::CreateSecret(_) => "create Secret",
+            Write::ApplySecret(_) => "apply Secret",
+            Write::Status(_) => "status",
+            Write::Event(_) => "Event",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_grant_creates_its_secret_publishes_one_event_and_writes_status_once() {
+    let ctx = context();
+    let action = run(&grant(serde_json::json!({})), &ctx).await.unwrap();
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["create Secret", "Event", "status"]);
+    // Due 2h (plus jitter) before the 8h expiry.
+    let requeue = format!("{action:?}");
+    assert!(requeue.contains("requeue_after: Some("), "{requeue}");
+    let secret = ctx
+        .cluster
+        .secret(NS, "app")
+        .expect("the Secret was created");
+    assert!(secret::is_owned_by(&secret, "uid-1"));
+    let status = with_written_status(grant(serde_json::json!({})), &writes).status;
+    let ready = status::ready_condition(status.as_ref()).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "TokenValid")
+    );
+}
+
+#[tokio::test]
+async fn an_up_to_date_grant_writes_nothing() {
+    let ctx = context();
+    let first = grant(serde_json::json!({}));
+    run(&first, &ctx).await.unwrap();
+    let shown = with_written_status(first, &ctx.cluster.writes());
+    let before = ctx.cluster.writes().len();
+    run(&shown, &ctx).await.unwrap();
+    assert_eq!(
+        ctx.cluster.writes().len(),
+        before,
+        "a no-op reconcile wrote"
+    );
+}
+
+#[tokio::test]
+async fn a_deposed_leader_writes_nothing_at_all() {
+    let ctx = context();
+    ctx.cluster.depose();
+    let err = run(&grant(serde_json::json!({})), &ctx).await.unwrap_err();
+    assert!(matches!(err, Error::LeadershipLost), "{err}");
+    assert!(
+        ctx.cluster.writes().is_empty(),
+        "{:?}",
+        kinds(&ctx.cluster.writes())
+    );
+    // Not retried: the replica stops.
+    let action = error_policy(Arc::new(grant(serde_json::json!({}))), &err, ctx.clone());
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_rotation_applies_on_the_version_it_read() {
+    let ctx = context();
+    run(&grant(serde_json::json!({})), &ctx).await.unwrap();
+    let read_version = ctx
+        .cluster
+        .secret(NS, "app")
+        .unwrap()
+        .metadata
+        .resource_version;
+    // A spec change makes the token stale.
+    run(&grant(serde_json::json!({"permissions": "rl"})), &ctx)
+        .await
+        .unwrap();
+    let applied = ctx
+        .cluster
+        .writes()
+        .into_iter()
+        .find_map(|write| match write {
+            Write::ApplySecret(secret) => Some(secret),
+            _ => None,
+        })
+        .expect("the Secret was re-applied");
+    assert!(read_version.is_some());
+    assert_eq!(applied.metadata.resource_version, read_version);
+}
+
+#[tokio::test]
+async fn a_foreign_secret_recreated_between_read_and_write_is_not_taken_over() {
+    let ctx = context();
+    run(&grant(serde_json::json!({})), &ctx).await.unwrap();
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("app".into()),
+            namespace: Some(NS.into()),
+            resource_version: Some("foreign-1".into()),
+            ..Default::default()
+        },
+        data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+        ..Default::default()
+    };
+    let replacement = foreign.clone();
+    ctx.cluster.after_next_target_read(move |secrets| {
+        secrets.insert((NS.into(), "app".into()), replacement);
+    });
+    let before = ctx.cluster.writes().len();
+    let err = run(&grant(serde_json::json!({"permissions": "rl"})), &ctx)
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_transient(),
+        "a conflict is retried after a re-read: {err}"
+    );
+    assert_eq!(ctx.cluster.secret(NS, "app"), Some(foreign));
+    assert!(
+        !kinds(&ctx.cluster.writes()[before..]).contains(&"apply Secret"),
+        "the foreign Secret was written"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_key_secret_is_reported_in_status_with_a_warning() {
+    let ctx = context();
+    let mut spec = grant(serde_json::json!({}));
+    spec.spec.storage_account.key_secret_ref.name = "absent".into();
+    let err = run(&spec, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "KeySecretNotFound");
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["Event", "status"]);
+    assert!(matches!(&writes[0], Write::Event(event)
+        if event.severity == Severity::Warning && event.reason == "KeySecretNotFound"));
+}
+
+#[tokio::test]
+async fn an_unlabelled_key_secret_is_never_signed_with() {
+    let ctx = context();
+    let mut unlabelled = key_secret();
+    unlabelled.metadata.labels = None;
+    ctx.cluster.put_secret(unlabelled);
+    let err = run(&grant(serde_json::json!({})), &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "KeySecretNotLabelled");
+    assert_eq!(kinds(&ctx.cluster.writes()), ["Event", "status"]);
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+#[tokio::test]
+async fn a_reconcile_that_hangs_ends_at_its_deadline_without_writing() {
+    let mut ctx = Context::new(
+        FakeCluster::default(),
+        Duration::ZERO,
+        Metrics::new(),
+        Duration::from_millis(50),
+    );
+    ctx.clock = Arc::new(now);
+    let ctx = Arc::new(ctx);
+    ctx.cluster.hang();
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        run(&grant(serde_json::json!({})), &ctx),
+    )
+    .await
+    .expect("the reconcile's own deadline ends it")
+    .unwrap_err();
+    assert_eq!(err.category(), "ReconcileTimeout");
+    assert!(err.is_transient());
+    assert!(ctx.cluster.writes().is_empty());
+}
+
+fn api_error(code: u16) -> Error {
+    Error::Kube(kube::Error::Api(
+        kube::core::Status::failure("m", "r")
+            .with_code(code)
+            .boxed(),
+    ))
+}
+
+#[tokio::test]
+async fn permanent_api_errors_back_off_slower_than_transient_ones() {
+    let ctx = context();
+    let g = Arc::new(grant(serde_json::json!({})));
+    let transient = error_policy(g.clone(), &api_error(503), ctx.clone());
+    assert_eq!(transient, Action::requeue(Duration::from_secs(5)));
+    let ctx = context();
+    let forbidden = error_policy(g, &api_error(403), ctx);
+    assert_eq!(forbidden, Action::requeue(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn failure_counts_of_deleted_grants_are_pruned() {
+    let ctx = context();
+    let g = Arc::new(grant(serde_json::json!({})));
+    error_policy(g.clone(), &api_error(503), ctx.clone());
+    assert_eq!(ctx.failing_grants(), 1);
+    ctx.prune_failures(&HashSet::from(["uid-1".to_string()]));
+    assert_eq!(ctx.failing_grants(), 1, "a live grant keeps its count");
+    ctx.prune_failures(&HashSet::new());
+    assert_eq!(ctx.failing_grants(), 0);
+}
+
+#[tokio::test]
+async fn a_spec_that_renews_almost_at_once_is_still_requeued_after_the_minimum_token_age() {
+    let ctx = context();
+    let action = run(
+        &grant(serde_json::json!({"validity": "1h", "renewBefore": "59m59s"})),
+        &ctx,
+    )
+    .await;
+    // Whether or not admission allows this spec, the controller never loops on it.
+    if let Ok(action) = action {
+        assert_eq!(action, Action::requeue(Duration::from_secs(360)));
+    }
+}
