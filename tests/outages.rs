@@ -24,7 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use operator::{Operator, create_secret, install_deploy_directory, key_secret, namespace};
 use sas_operator::crd::SasGrant;
@@ -44,8 +44,9 @@ const RENEW_BEFORE: &str = "60s";
 const RENEW_BEFORE_DURATION: Duration = Duration::from_secs(60);
 /// Faults start this long before the wave comes due, so that the renewals fail from the start.
 const FAULT_LEAD: Duration = Duration::from_secs(2);
-const APISERVER_DOWN: Duration = Duration::from_secs(35);
-const ETCD_DOWN: Duration = Duration::from_secs(35);
+/// Most of renewBefore, leaving room for the API server's restart (3-10 s here).
+const APISERVER_DOWN: Duration = Duration::from_secs(45);
+const ETCD_DOWN: Duration = Duration::from_secs(45);
 /// Longer than any per-request timeout the operator may use (its whole reconcile must end
 /// within the lease renew deadline, 10 s by default).
 const APISERVER_FROZEN: Duration = Duration::from_secs(25);
@@ -64,6 +65,9 @@ const MAX_RECOVERY: SignedDuration = SignedDuration::from_secs(2);
 /// A grant created as soon as the API server is ready again gets its Secret this soon: the
 /// operator's watches are back within seconds.
 const MAX_NEW_GRANT_DELAY: SignedDuration = SignedDuration::from_secs(5);
+/// The operator's `/readyz` answers 200 again this soon after the API server is back (and
+/// must have reported the outage: it answers 503 at some point during it).
+const MAX_READY_AGAIN: SignedDuration = SignedDuration::from_secs(5);
 /// WARN and ERROR lines from the fault until recovery: about one per failed attempt...
 const MAX_NOISY_LINES_PER_GRANT: usize = 5;
 /// ...plus a few for watches, the lease and start-up.
@@ -131,13 +135,17 @@ async fn an_operator_killed_mid_wave_and_restarted_rotates_the_rest_at_once() {
     let mut first = scenario.operator(&account, "first", Some(identity));
     scenario.wait_all_signed().await;
 
-    scenario.wait_for_wave_to_start().await;
+    scenario
+        .wait_for_first_rotation_since(scenario.next_wave())
+        .await;
     let fault_at = Timestamp::now();
     first.kill();
     tokio::time::sleep(OPERATOR_DOWN).await;
     let restarted = scenario.operator(&account, "restarted", Some(identity));
     let back_at = Timestamp::now();
-    let recovery = scenario.await_recovery(back_at).await;
+    let recovery = scenario
+        .await_rotation(back_at, scenario.overdue_at(back_at))
+        .await;
 
     let report = Report {
         fault: "operator-killed",
@@ -148,6 +156,7 @@ async fn an_operator_killed_mid_wave_and_restarted_rotates_the_rest_at_once() {
         expired_when_seen: scenario.expired_when_seen(),
         new_grant_delay: None,
         watch_delay: None,
+        readiness: None,
         log: noisy_lines(&restarted.logs()),
         writes_after_lease_lost: Vec::new(),
     };
@@ -165,25 +174,23 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
     let replica_a = scenario.operator(&a, "a", Some("replica-a"));
     let replica_b = scenario.operator(&b, "b", Some("replica-b"));
     let holder = scenario.wait_for_lease_holder(None).await;
-    let (leader, leader_account, standby, standby_account) = match holder.as_str() {
-        "replica-a" => (replica_a, a, replica_b, b),
-        "replica-b" => (replica_b, b, replica_a, a),
+    let (leader, leader_account, standby, standby_account, standby_identity) = match holder.as_str()
+    {
+        "replica-a" => (replica_a, a, replica_b, b, "replica-b"),
+        "replica-b" => (replica_b, b, replica_a, a, "replica-a"),
         other => panic!("the Lease names an unknown holder {other:?}"),
     };
     let standby_mark = standby.logs().len();
     scenario.wait_all_signed().await;
 
-    // The first new token of the wave: the leader has reconciles in flight and queued.
-    scenario.wait_for_wave_to_start().await;
+    // A new account key makes every grant due at once: a burst of GRANTS reconciles at the
+    // operator's concurrency, so at its first new token the leader has more in flight.
+    let key_changed_at = scenario.change_account_key().await;
+    scenario.wait_for_first_rotation_since(key_changed_at).await;
     let fault_at = Timestamp::now();
     signal(&leader, "STOP");
-    let standby_identity = if holder == "replica-a" {
-        "replica-b"
-    } else {
-        "replica-a"
-    };
     scenario.wait_for_lease_holder(Some(standby_identity)).await;
-    // Past its lease and taken over: now let it run on from where it stopped.
+    // Past its lease and replaced: now let it run on from where it stopped.
     tokio::time::sleep(Duration::from_secs(1)).await;
     signal(&leader, "CONT");
 
@@ -199,7 +206,8 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
         })
         .expect("the audit log shows the standby taking the Lease")
         .at;
-    let recovery = scenario.await_recovery(takeover_at).await;
+    let stale = scenario.signed_before(key_changed_at, takeover_at);
+    let recovery = scenario.await_rotation(takeover_at, stale).await;
     // Give the old leader time to notice, write whatever it still would, and exit.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes_after_lease_lost = scenario
@@ -218,6 +226,7 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
         expired_when_seen: scenario.expired_when_seen(),
         new_grant_delay: None,
         watch_delay: None,
+        readiness: None,
         log: noisy_lines(&standby.logs()[standby_mark..]),
         writes_after_lease_lost,
     };
@@ -237,8 +246,15 @@ async fn api_outage(
     let _turn = SERIAL.lock().await;
     let scenario = Scenario::new(fault).await;
     let account = scenario.replica_account("operator").await;
-    let operator = scenario.operator(&account, "operator", None);
+    let admin_port = operator::free_local_port();
+    let operator = scenario.operator_with(
+        &account,
+        "operator",
+        None,
+        &format!("127.0.0.1:{admin_port}"),
+    );
     scenario.wait_all_signed().await;
+    let readiness = ReadinessLog::start(admin_port);
 
     sleep_until(scenario.next_wave() - FAULT_LEAD).await;
     let log_mark = operator.logs().len();
@@ -247,8 +263,10 @@ async fn api_outage(
     tokio::time::sleep(outage).await;
     repair_api(control_plane());
     let back_at = control_plane().wait_apiserver_ready(APISERVER_START).await;
-    let (new_grant_delay, recovery) =
-        tokio::join!(scenario.new_grant_delay(), scenario.await_recovery(back_at));
+    let (new_grant_delay, recovery) = tokio::join!(
+        scenario.new_grant_delay(),
+        scenario.await_rotation(back_at, scenario.overdue_at(back_at))
+    );
 
     let watch_delay = ["sasgrants", "secrets"]
         .map(|resource| {
@@ -276,6 +294,7 @@ async fn api_outage(
         expired_when_seen: scenario.expired_when_seen(),
         new_grant_delay: Some(new_grant_delay),
         watch_delay,
+        readiness: Some(readiness.around(fault_at, back_at)),
         log: noisy_lines(&operator.logs()[log_mark..]),
         writes_after_lease_lost: Vec::new(),
     };
@@ -301,6 +320,8 @@ struct Report {
     /// From `back_at` until the operator watched grants and Secrets again (audit log; None: not
     /// re-established, e.g. because the connections survived).
     watch_delay: Option<SignedDuration>,
+    /// The operator's `/readyz` around an API outage (None: not measured).
+    readiness: Option<ReadinessAround>,
     log: NoisyLines,
     /// Writes the audit log shows from a replica after another took its Lease.
     writes_after_lease_lost: Vec<String>,
@@ -313,8 +334,8 @@ impl Report {
         let line = format!(
             "outage {fault}: back after {back}; overdue {overdue}/{grants}; all rotated {recovery} after back \
              (slowest {slowest}, not rotated {missed}); longest expired {expired}; expired when seen {seen}; \
-             new grant's Secret after {new_grant}; watches back after {watch}; log WARN {warn} ERROR {error}; \
-             writes after lease lost {lost}",
+             new grant's Secret after {new_grant}; watches back after {watch}; operator /readyz {readiness}; \
+             log WARN {warn} ERROR {error}; writes after lease lost {lost}",
             fault = self.fault,
             back = seconds(self.back_at.duration_since(self.fault_at)),
             overdue = self.recovery.overdue,
@@ -334,10 +355,30 @@ impl Report {
                 Some(Some(d)) => seconds(d),
             },
             watch = self.watch_delay.map_or("-".into(), seconds),
+            readiness = match &self.readiness {
+                None => "-".into(),
+                Some(ReadinessAround {
+                    unready_after: None,
+                    ..
+                }) => "200 throughout".into(),
+                Some(ReadinessAround {
+                    unready_after: Some(down),
+                    ready_again_after,
+                }) => format!(
+                    "503 after {} of outage, 200 again {} after back",
+                    seconds(*down),
+                    ready_again_after.map_or("never".into(), seconds)
+                ),
+            },
             warn = self.log.warn,
             error = self.log.error,
             lost = self.writes_after_lease_lost.len(),
         );
+        let line = if self.writes_after_lease_lost.is_empty() {
+            line
+        } else {
+            format!("{line}: {}", self.writes_after_lease_lost.join(", "))
+        };
         println!("{line}");
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("outages.txt");
         if let Ok(mut file) = std::fs::OpenOptions::new()
@@ -386,6 +427,19 @@ impl Report {
             assert!(
                 delay <= MAX_NEW_GRANT_DELAY,
                 "a grant created after the outage got its Secret only {delay:?} later"
+            );
+        }
+        if let Some(readiness) = &self.readiness {
+            assert!(
+                readiness.unready_after.is_some(),
+                "the operator's /readyz answered 200 throughout the API outage"
+            );
+            let again = readiness
+                .ready_again_after
+                .expect("the operator's /readyz never answered 200 again");
+            assert!(
+                again <= MAX_READY_AGAIN,
+                "the operator's /readyz answered 200 only {again:?} after the API server was back"
             );
         }
         assert!(
@@ -560,11 +614,22 @@ impl Scenario {
     /// Starts the operator binary for this namespace under `account`; with an `identity` it
     /// elects a leader through the Lease in this namespace.
     fn operator(&self, account: &Account, name: &str, identity: Option<&str>) -> Operator {
+        self.operator_with(account, name, identity, "127.0.0.1:0")
+    }
+
+    /// [`Self::operator`] with its admin server (`/readyz`) on `admin_address`.
+    fn operator_with(
+        &self,
+        account: &Account,
+        name: &str,
+        identity: Option<&str>,
+        admin_address: &str,
+    ) -> Operator {
         let mut args = vec![
             "--namespace",
             self.ns.as_str(),
             "--metrics-address",
-            "127.0.0.1:0",
+            admin_address,
         ];
         let mut env = Vec::new();
         match identity {
@@ -625,49 +690,75 @@ impl Scenario {
             .expect("grants have tokens")
     }
 
-    /// Waits until the first grant holds its second token: a wave has started.
-    async fn wait_for_wave_to_start(&self) {
-        let wave = self.next_wave();
-        let timeout = wave
+    /// Waits until some grant gets a token first seen after `since`: a wave has started.
+    async fn wait_for_first_rotation_since(&self, since: Timestamp) {
+        let wait = since
             .duration_since(Timestamp::now())
-            .max(SignedDuration::ZERO)
-            + SignedDuration::from_secs(20);
-        let deadline = tokio::time::Instant::now() + Duration::try_from(timeout).unwrap();
-        while !self.sampler.tokens().values().any(|seen| seen.len() >= 2) {
+            .max(SignedDuration::ZERO);
+        let timeout = Duration::try_from(wait).unwrap() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rotated = self.sampler.tokens().iter().any(|(grant, seen)| {
+                self.uids.contains_key(grant) && seen.iter().skip(1).any(|s| s.at >= since)
+            });
+            if rotated {
+                return;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no grant was rotated within 20 s of its renewal time {wave}"
+                "no grant was rotated within 20 s of {since}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Short: a burst of rotations lasts a few hundred milliseconds.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
-    /// Which grants are overdue at `back_at`, and when each was then rotated; waits until all
-    /// were, or until `PATIENCE_AFTER_EXPIRY` past the last one's expiry.
-    async fn await_recovery(&self, back_at: Timestamp) -> Recovery {
-        let overdue: BTreeMap<String, Timestamp> = self
-            .sampler
+    /// Grants whose renewal is due by `at`, with the token they hold then.
+    fn overdue_at(&self, at: Timestamp) -> BTreeMap<String, Seen> {
+        self.current_tokens(at)
+            .into_iter()
+            .filter(|(grant, seen)| self.renew_at(grant, seen.expires) <= at)
+            .collect()
+    }
+
+    /// Grants that at `at` still hold a token first seen before `change` (so signed before it).
+    fn signed_before(&self, change: Timestamp, at: Timestamp) -> BTreeMap<String, Seen> {
+        self.current_tokens(at)
+            .into_iter()
+            .filter(|(_, seen)| seen.at < change)
+            .collect()
+    }
+
+    /// The token each grant held at `at`, as far as the sampler knew.
+    fn current_tokens(&self, at: Timestamp) -> BTreeMap<String, Seen> {
+        self.sampler
             .tokens()
             .into_iter()
             .filter(|(grant, _)| self.uids.contains_key(grant))
             .filter_map(|(grant, seen)| {
-                let current = seen.iter().rev().find(|s| s.at <= back_at)?;
-                (self.renew_at(&grant, current.expires) <= back_at)
-                    .then_some((grant, current.expires))
+                let current = *seen.iter().rev().find(|s| s.at <= at)?;
+                Some((grant, current))
             })
-            .collect();
-        let give_up = overdue
+            .collect()
+    }
+
+    /// Waits until every grant in `stale` (grant to the token it must replace) has another
+    /// token, expiring no earlier, first seen after `back_at`, or until `PATIENCE_AFTER_EXPIRY`
+    /// past the last stale token's expiry; reports how soon after `back_at` the last one came.
+    async fn await_rotation(&self, back_at: Timestamp, stale: BTreeMap<String, Seen>) -> Recovery {
+        let give_up = stale
             .values()
+            .map(|seen| seen.expires)
             .max()
-            .map_or(back_at, |latest| *latest + PATIENCE_AFTER_EXPIRY);
+            .map_or(back_at, |latest| latest + PATIENCE_AFTER_EXPIRY);
         let rotations = loop {
             let tokens = self.sampler.tokens();
-            let rotations: BTreeMap<&String, Option<Timestamp>> = overdue
+            let rotations: BTreeMap<&String, Option<Timestamp>> = stale
                 .iter()
-                .map(|(grant, expires)| {
-                    let next = tokens[grant]
-                        .iter()
-                        .find(|s| s.expires > *expires && s.at >= back_at);
+                .map(|(grant, old)| {
+                    let next = tokens[grant].iter().find(|s| {
+                        s.token != old.token && s.expires >= old.expires && s.at >= back_at
+                    });
                     (grant, next.map(|s| s.at))
                 })
                 .collect();
@@ -677,7 +768,7 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         Recovery {
-            overdue: overdue.len(),
+            overdue: stale.len(),
             slowest: rotations
                 .values()
                 .flatten()
@@ -689,6 +780,16 @@ impl Scenario {
                 .map(|(grant, _)| grant.to_string())
                 .collect(),
         }
+    }
+
+    /// Replaces the account key in the key Secret; returns when the API server accepted it.
+    async fn change_account_key(&self) -> Timestamp {
+        let patch = json!({"stringData": {"key1": SECOND_ACCOUNT_KEY}});
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .patch("keys", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("change the account key");
+        Timestamp::now()
     }
 
     /// Creates a grant (retrying while the API server settles) and measures how long until its
@@ -813,6 +914,7 @@ fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 
 /// Any base64 key signs; nothing here talks to storage.
 const ACCOUNT_KEY: &str = "c2FzLW9wZXJhdG9yIG91dGFnZSB0ZXN0cyBrZXkgMDAwMDAwMDAwMDAwMDAwMA==";
+const SECOND_ACCOUNT_KEY: &str = "c2FzLW9wZXJhdG9yIG91dGFnZSB0ZXN0cyBrZXkgMTExMTExMTExMTExMTExMQ==";
 
 fn grant(name: &str) -> SasGrant {
     from_json(json!({
@@ -837,6 +939,8 @@ fn grant(name: &str) -> SasGrant {
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
+    /// A hash of the token: re-signing within the same second gives the same `se`.
+    token: u64,
     /// The token's `se`.
     expires: Timestamp,
     /// When the sampler first saw it.
@@ -935,6 +1039,12 @@ fn observe(samples: &Mutex<Samples>, secret: &Secret) {
     let expires = token
         .and_then(token_expiry)
         .unwrap_or_else(|| panic!("Secret of grant {grant} holds no token with an expiry"));
+    let token = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        token.hash(&mut hasher);
+        hasher.finish()
+    };
     let mut samples = samples.lock().unwrap();
     if expires <= at {
         samples
@@ -942,8 +1052,8 @@ fn observe(samples: &Mutex<Samples>, secret: &Secret) {
             .push(format!("{grant}: token expired at {expires}, seen at {at}"));
     }
     let seen = samples.tokens.entry(grant.clone()).or_default();
-    if seen.last().map(|s| s.expires) != Some(expires) {
-        seen.push(Seen { expires, at });
+    if seen.last().map(|s| s.token) != Some(token) {
+        seen.push(Seen { token, expires, at });
     }
 }
 
@@ -955,6 +1065,75 @@ fn token_expiry(token: &str) -> Option<Timestamp> {
         .ok()?
         .parse()
         .ok()
+}
+
+// ----- The operator's /readyz over time -----
+
+/// `/readyz` of an operator's admin server, polled every 100 ms: each change and when.
+struct ReadinessLog {
+    changes: Arc<Mutex<Vec<(Timestamp, bool)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ReadinessAround {
+    /// How long into the outage `/readyz` first failed (None: it never did).
+    unready_after: Option<SignedDuration>,
+    /// How long after the API server was back `/readyz` answered 200 again.
+    ready_again_after: Option<SignedDuration>,
+}
+
+impl ReadinessLog {
+    fn start(port: u16) -> ReadinessLog {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let sink = changes.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .expect("build an HTTP client");
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            loop {
+                let ready = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                {
+                    let mut changes = sink.lock().unwrap();
+                    if changes.last().map(|(_, was)| *was) != Some(ready) {
+                        changes.push((Timestamp::now(), ready));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        ReadinessLog { changes, task }
+    }
+
+    fn around(&self, fault_at: Timestamp, back_at: Timestamp) -> ReadinessAround {
+        let changes = self.changes.lock().unwrap().clone();
+        let unready_at = changes
+            .iter()
+            .find(|(at, ready)| *at >= fault_at && !ready)
+            .map(|(at, _)| *at);
+        let ready_again_at = unready_at.and_then(|unready_at| {
+            changes
+                .iter()
+                .find(|(at, ready)| *at > unready_at && *ready)
+                .map(|(at, _)| *at)
+        });
+        ReadinessAround {
+            unready_after: unready_at.map(|at| at.duration_since(fault_at)),
+            ready_again_after: ready_again_at
+                .map(|at| at.duration_since(back_at).max(SignedDuration::ZERO)),
+        }
+    }
+}
+
+impl Drop for ReadinessLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 // ----- The audit log -----
