@@ -46,7 +46,9 @@ const RENEW_BEFORE_DURATION: Duration = Duration::from_secs(60);
 const FAULT_LEAD: Duration = Duration::from_secs(2);
 /// Most of renewBefore, leaving room for the API server's restart (3-10 s here).
 const APISERVER_DOWN: Duration = Duration::from_secs(45);
-const ETCD_DOWN: Duration = Duration::from_secs(45);
+/// Shorter: kube-apiserver's etcd client reconnects with a growing backoff, so the API server
+/// is ready again only some time after etcd is (21 s after a 45 s outage, here).
+const ETCD_DOWN: Duration = Duration::from_secs(25);
 /// Longer than any per-request timeout the operator may use (its whole reconcile must end
 /// within the lease renew deadline, 10 s by default).
 const APISERVER_FROZEN: Duration = Duration::from_secs(25);
@@ -313,7 +315,7 @@ struct Report {
     recovery: Recovery,
     /// The longest any Secret held a token past its expiry (zero when none did).
     longest_expired: SignedDuration,
-    /// Observations of a Secret whose token had already expired.
+    /// Tokens the sampler saw in a Secret after they had expired.
     expired_when_seen: Vec<String>,
     /// From creating a grant right after `back_at` to its Secret (None: not within a minute).
     new_grant_delay: Option<Option<SignedDuration>>,
@@ -1047,9 +1049,16 @@ fn observe(samples: &Mutex<Samples>, secret: &Secret) {
     };
     let mut samples = samples.lock().unwrap();
     if expires <= at {
-        samples
+        let finding = format!("{grant}: token expired at {expires}");
+        if !samples
             .expired_when_seen
-            .push(format!("{grant}: token expired at {expires}, seen at {at}"));
+            .iter()
+            .any(|known| known.starts_with(&finding))
+        {
+            samples
+                .expired_when_seen
+                .push(format!("{finding}, still there at {at}"));
+        }
     }
     let seen = samples.tokens.entry(grant.clone()).or_default();
     if seen.last().map(|s| s.token) != Some(token) {
