@@ -9,12 +9,17 @@
 #   hack/testenv.sh down [COMPONENT...]  stop and remove their data
 #   hack/testenv.sh serve COMPONENT      start, print "READY <env file>", stop on stdin EOF
 #   hack/testenv.sh sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT   kubeconfig via TokenRequest
+#   hack/testenv.sh kill|freeze|thaw|restart|revive COMPONENT DAEMON   fault injection: SIGKILL,
+#                                        SIGSTOP, SIGCONT, or start again with the same flags,
+#                                        ports, certificates and data (restart does not wait for
+#                                        readiness; revive thaws or restarts, whichever it needs)
 #
 # COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic),
 # entra (an Entra ID token endpoint emulator, HTTPS, trusting the control plane's ServiceAccount
 # tokens; hack/entra-emulator.mjs). `up` starts entra after the others (it needs the control
 # plane); `serve entra` needs ENTRA_TRUST_APISERVER, ENTRA_TRUST_APISERVER_CA and
 # ENTRA_TRUST_KUBECONFIG (the harness passes its control plane's).
+# DAEMON: a name in $TESTENV_STATE/COMPONENT/pids (etcd, kube-apiserver, kube-controller-manager).
 # Default: control-plane azurite azurite-oauth entra. State: $TESTENV_STATE (default target/testenv).
 # Each component writes KEY=VALUE lines to $TESTENV_STATE/<component>/env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,11 +57,68 @@ free_port() {
 random_base64() { head -c "$1" /dev/urandom | base64 -w0; }
 
 # Starts a daemon in its own session (so a terminal's Ctrl-C does not reach it) and records
-# its pid in $dir/pids; stdio goes to $dir/<name>.log so no caller's pipe stays open.
+# its pid in $dir/pids; stdio goes to $dir/<name>.log so no caller's pipe stays open. The
+# working directory and command line go to $dir/<name>.cmd, for `restart`.
 start_daemon() {
   local dir="$1" name="$2"; shift 2
+  { printf '%q\n' "$PWD"; printf '%q ' "$@"; echo; } >"$dir/$name.cmd"
   setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
   echo "$! $name" >>"$dir/pids"
+}
+
+# Starts daemon $2 of the component in $1 again, exactly as start_daemon first did (same
+# flags, so the same ports, certificates and data directory), appending to its log, and
+# replaces its line in the pids file.
+relaunch_daemon() {
+  local dir="$1" name="$2" cwd command
+  { read -r cwd; read -r command; } <"$dir/$name.cmd"
+  eval "cd $cwd" || die "cannot enter $cwd to restart $name"
+  eval "setsid $command </dev/null >>\"\$dir/\$name.log\" 2>&1 &"
+  local pid=$!
+  { grep -v " $name\$" "$dir/pids" || true; echo "$pid $name"; } >"$dir/pids.new"
+  mv "$dir/pids.new" "$dir/pids"
+}
+
+# The pid of daemon $2 of component $1 while it lives (a zombie does not count), else nothing.
+daemon_pid() {
+  local pid name
+  while read -r pid name; do
+    if [[ "$name" == "$2" ]] && grep -qa -- "$name" "/proc/$pid/cmdline" 2>/dev/null && alive "$pid"; then
+      echo "$pid"
+      return
+    fi
+  done <"$STATE/$1/pids"
+}
+
+# Waits until process $1 is gone (or a zombie), at most 5 s.
+wait_gone() {
+  for _ in $(seq 50); do alive "$1" || return 0; sleep 0.1; done
+  die "process $1 did not exit within 5 s"
+}
+
+# Fault injection for tests: `fault ACTION COMPONENT DAEMON`.
+fault() {
+  local action="$1" component="$2" name="$3" dir="$STATE/$2" pid
+  # Azurite's accounts come from the environment, which a restart would not repeat.
+  [[ "$component" == control-plane ]] || die "fault injection covers the control plane only"
+  [[ -f "$dir/pids" ]] || die "$component is not running (no $dir/pids)"
+  [[ -f "$dir/$name.cmd" ]] || die "$component has no daemon '$name'"
+  pid=$(daemon_pid "$component" "$name")
+  case "$action" in
+    kill)
+      [[ -z "$pid" ]] && return 0
+      kill -KILL "$pid" && wait_gone "$pid"
+      ;;
+    freeze) [[ -n "$pid" ]] || die "$name is not running"; kill -STOP "$pid" ;;
+    thaw) [[ -n "$pid" ]] || die "$name is not running"; kill -CONT "$pid" ;;
+    restart)
+      if [[ -n "$pid" ]]; then kill -KILL "$pid" && wait_gone "$pid"; fi
+      relaunch_daemon "$dir" "$name"
+      ;;
+    revive)
+      if [[ -n "$pid" ]]; then kill -CONT "$pid"; else relaunch_daemon "$dir" "$name"; fi
+      ;;
+  esac
 }
 
 # Running and not a zombie (an exited daemon may wait for a reaper that never comes).
@@ -394,8 +456,12 @@ case "$cmd" in
     token=$("$KUBECTL" --kubeconfig "$dir/kubeconfig" -n "$1" create token "$2" --duration 24h)
     write_kubeconfig "$3" "$TESTENV_APISERVER" "$TESTENV_APISERVER_CA" "system:serviceaccount:$1:$2" "$token"
     ;;
+  kill | freeze | thaw | restart | revive)
+    (( $# == 2 )) || die "usage: $0 $cmd COMPONENT DAEMON"
+    fault "$cmd" "$1" "$2"
+    ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -23,6 +26,8 @@ pub struct ControlPlane {
     pub ca_cert_path: PathBuf,
     kubectl_path: PathBuf,
     audit_log_path: PathBuf,
+    /// The admin bearer token (the kubeconfig's), for probes outside a kube client.
+    admin_token: String,
     served: Served,
 }
 
@@ -31,7 +36,16 @@ pub fn control_plane() -> &'static ControlPlane {
     static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
     CONTROL_PLANE.get_or_init(|| {
         let served = serve("control-plane");
+        let tokens = served.component_dir.join("pki/tokens.csv");
+        let admin_token = std::fs::read_to_string(&tokens)
+            .unwrap_or_else(|e| panic!("read {}: {e}", tokens.display()))
+            .lines()
+            .find_map(|line| line.strip_suffix(",admin,admin,system:masters"))
+            .expect("tokens.csv names the admin")
+            .to_string();
         ControlPlane {
+            admin_token,
+
             kubeconfig_path: served.var("KUBECONFIG").into(),
             server: served.var("TESTENV_APISERVER").into(),
             ca_cert_path: served.var("TESTENV_APISERVER_CA").into(),
@@ -114,6 +128,108 @@ impl ControlPlane {
         &self.audit_log_path
     }
 }
+
+/// Fault injection. The control plane is shared by every test of a binary, so a test that
+/// uses these must have its binary to itself (or hold a lock that every test takes) and must
+/// leave the control plane healthy: call [`ControlPlane::heal`] first and last.
+///
+/// A kill is a SIGKILL (no graceful shutdown); a restart starts the daemon again with the same
+/// flags, so kube-apiserver comes back on the same URL with the same certificates and tokens
+/// (clients reconnect without new configuration) and etcd on the same port with its data.
+impl ControlPlane {
+    pub fn kill_apiserver(&self) {
+        self.served.daemon("kill", APISERVER);
+    }
+
+    /// Starts a killed kube-apiserver again. Does not wait: see [`Self::wait_apiserver_ready`].
+    pub fn restart_apiserver(&self) {
+        self.served.daemon("restart", APISERVER);
+    }
+
+    /// SIGSTOP: the port stays open and the kernel still accepts connections, but nothing
+    /// answers, as with a hung server or dropped packets.
+    pub fn freeze_apiserver(&self) {
+        self.served.daemon("freeze", APISERVER);
+    }
+
+    pub fn thaw_apiserver(&self) {
+        self.served.daemon("thaw", APISERVER);
+    }
+
+    pub fn kill_etcd(&self) {
+        self.served.daemon("kill", ETCD);
+    }
+
+    /// Starts a killed etcd again on its port and data directory (the data survives a kill).
+    pub fn restart_etcd(&self) {
+        self.served.daemon("restart", ETCD);
+    }
+
+    /// Thaws every daemon and restarts any that is dead; does not wait (usable in `Drop`).
+    pub fn revive(&self) {
+        for daemon in [ETCD, APISERVER, CONTROLLER_MANAGER] {
+            self.served.daemon("revive", daemon);
+        }
+    }
+
+    /// [`Self::revive`], then waits until the API server is ready.
+    pub async fn heal(&self) {
+        self.revive();
+        self.wait_apiserver_ready(HEAL_TIMEOUT).await;
+    }
+
+    /// Whether `/readyz` answers 200 within a second (it checks etcd too).
+    pub async fn apiserver_ready(&self) -> bool {
+        self.readyz(&self.readyz_client()).await
+    }
+
+    /// Polls `/readyz` every 50 ms until it answers 200; returns when it first did. Panics
+    /// after `timeout`.
+    pub async fn wait_apiserver_ready(&self, timeout: Duration) -> Timestamp {
+        let client = self.readyz_client();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.readyz(&client).await {
+                return Timestamp::now();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kube-apiserver was not ready within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn readyz(&self, client: &reqwest::Client) -> bool {
+        client
+            .get(format!("{}/readyz", self.server))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    }
+
+    /// Not a kube client, which has no per-request timeout: a frozen server must read as not
+    /// ready. No pooled connections: each probe asks the server that listens now. Made per use
+    /// because a client must not outlive the test runtime that made it.
+    fn readyz_client(&self) -> reqwest::Client {
+        let ca = std::fs::read(&self.ca_cert_path).expect("read the apiserver CA bundle");
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&ca).expect("the apiserver CA bundle is PEM"),
+            )
+            .timeout(Duration::from_secs(1))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("build the readyz client")
+    }
+}
+
+const ETCD: &str = "etcd";
+const APISERVER: &str = "kube-apiserver";
+const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+/// A cold kube-apiserver start on a busy two-core machine.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
 
 async fn client_from_kubeconfig(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path)

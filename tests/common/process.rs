@@ -18,6 +18,9 @@ pub struct Served {
     pub env: HashMap<String, String>,
     /// `$TESTENV_STATE/<component>`: removed with the component, a place for test files.
     pub component_dir: PathBuf,
+    /// `$TESTENV_STATE`, for later `hack/testenv.sh` calls about this component.
+    state_dir: PathBuf,
+    component: String,
     // Never read: kept open so the script sees EOF only when this process exits.
     _lifeline: ChildStdin,
     _stdout: ChildStdout,
@@ -30,6 +33,25 @@ impl Served {
         self.env
             .get(key)
             .unwrap_or_else(|| panic!("hack/testenv.sh wrote no {key} into its env file"))
+    }
+
+    /// `hack/testenv.sh ACTION <component> DAEMON` (kill, freeze, thaw, restart, revive): fault
+    /// injection into one daemon of this component. Blocks for the script (a kill waits until
+    /// the process is gone; nothing waits for readiness). Panics with the script's message.
+    pub fn daemon(&self, action: &str, daemon: &str) {
+        let script = repo_root().join("hack/testenv.sh");
+        let output = Command::new(&script)
+            .args([action, self.component.as_str(), daemon])
+            .env("TESTENV_STATE", &self.state_dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "hack/testenv.sh {action} {} {daemon} failed: {}",
+            self.component,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -95,6 +117,8 @@ pub fn serve_with_env(component: &str, env: &[(&str, &OsStr)]) -> Served {
     Served {
         env,
         component_dir: state_dir.join(component),
+        state_dir,
+        component: component.to_string(),
         _lifeline: lifeline,
         _stdout: stdout.into_inner(),
         _child: child,
