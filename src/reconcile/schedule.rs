@@ -21,6 +21,9 @@ const SLOW_BACKOFF_MAX: Duration = Duration::from_secs(600);
 pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
 /// The shortest time a token stays in use before it is renewed, whatever the grant's spec.
 const MIN_TOKEN_AGE: Duration = Duration::from_secs(15);
+/// A retry is due at the latest this long (plus the reconcile deadline) before the current
+/// token expires, so that a retry that succeeds writes its successor in time.
+pub const RETRY_SAFETY_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long a token of `validity` stays in use at least before renewal: 15 s or a tenth of
 /// its validity, whichever is longer, but never more than half of it.
@@ -103,6 +106,31 @@ pub fn backoff(failures: u32) -> Duration {
 /// something (403 Forbidden, 404, 422 Invalid): 1 min doubling, at most 10 min.
 pub fn slow_backoff(failures: u32) -> Duration {
     doubling(SLOW_BACKOFF_BASE, SLOW_BACKOFF_MAX, failures)
+}
+
+/// How long to wait before retrying a grant whose reconcile failed, given the `backoff` its
+/// failures earned and when its current token expires (if known). The wait never passes
+/// `expires_at - margin`; past that point, retries halve the time left until expiry (but wait at
+/// least [`MIN_REQUEUE`]). A token that has already expired gets the plain backoff: there is
+/// nothing left to save, and the API server's return triggers a retry at once anyway.
+pub fn retry_after(
+    now: Timestamp,
+    backoff: Duration,
+    expires_at: Option<Timestamp>,
+    margin: Duration,
+) -> Duration {
+    let Some(expires_at) = expires_at.filter(|expiry| *expiry > now) else {
+        return backoff;
+    };
+    let latest = expires_at
+        .checked_sub(signed(margin))
+        .unwrap_or(Timestamp::MIN);
+    let wait = if now < latest {
+        until(now, latest)
+    } else {
+        until(now, expires_at) / 2
+    };
+    backoff.min(wait).max(MIN_REQUEUE)
 }
 
 fn doubling(base: Duration, max: Duration, failures: u32) -> Duration {
@@ -263,6 +291,71 @@ mod tests {
         assert_eq!(slow_backoff(1), Duration::from_secs(60));
         assert_eq!(slow_backoff(2), Duration::from_secs(120));
         assert_eq!(slow_backoff(50), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_retry_never_waits_past_the_expiry_minus_the_margin() {
+        let now = ts("2030-01-01T00:00:35Z");
+        let expires = Some(ts("2030-01-01T00:01:00Z"));
+        let margin = Duration::from_secs(10);
+        // The 4th failure earned 40 s, but the token must be renewed by 00:00:50.
+        assert_eq!(
+            retry_after(now, backoff(4), expires, margin),
+            Duration::from_secs(15)
+        );
+        // A shorter backoff is kept.
+        assert_eq!(
+            retry_after(now, backoff(1), expires, margin),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn inside_the_margin_retries_halve_the_time_left_but_wait_a_second() {
+        let expires = Some(ts("2030-01-01T00:01:00Z"));
+        let margin = Duration::from_secs(10);
+        assert_eq!(
+            retry_after(ts("2030-01-01T00:00:52Z"), backoff(5), expires, margin),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            retry_after(ts("2030-01-01T00:00:59Z"), backoff(5), expires, margin),
+            MIN_REQUEUE
+        );
+    }
+
+    #[test]
+    fn an_expired_or_unknown_token_gets_the_plain_backoff() {
+        let now = ts("2030-01-01T00:02:00Z");
+        let margin = Duration::from_secs(10);
+        assert_eq!(
+            retry_after(now, backoff(3), Some(ts("2030-01-01T00:01:00Z")), margin),
+            backoff(3)
+        );
+        assert_eq!(retry_after(now, backoff(3), None, margin), backoff(3));
+    }
+
+    #[test]
+    fn deadline_aware_retries_over_an_outage_shorter_than_renew_before_end_before_expiry() {
+        // Due at 00:00:00, expires at 00:01:00: every retry lands before the expiry minus the
+        // margin until the margin, and there are few of them.
+        let expires = ts("2030-01-01T00:01:00Z");
+        let margin = Duration::from_secs(10);
+        let mut now = ts("2030-01-01T00:00:00Z");
+        let mut attempts = vec![now];
+        for failures in 1.. {
+            let wait = retry_after(now, backoff(failures), Some(expires), margin);
+            now += SignedDuration::try_from(wait).unwrap();
+            if now >= expires {
+                break;
+            }
+            attempts.push(now);
+        }
+        assert!(
+            attempts.contains(&ts("2030-01-01T00:00:50Z")),
+            "{attempts:?}"
+        );
+        assert!(attempts.len() <= 10, "{} attempts", attempts.len());
     }
 
     #[test]
