@@ -101,7 +101,9 @@ impl Error {
     /// the failure would fail the same way.
     pub fn api_reachable(&self) -> bool {
         match self {
-            Error::Kube(kube::Error::Api(_)) => true,
+            // A 5xx is the API server failing to serve (etcd down, overloaded): writes of
+            // status and Events would fail the same way.
+            Error::Kube(kube::Error::Api(status)) => status.code < 500,
             Error::Kube(_) | Error::ReconcileTimeout { .. } | Error::LeadershipLost => false,
             _ => true,
         }

@@ -15,7 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt, runtime::controller::Action};
 
 use self::grant::GrantPlan;
@@ -45,6 +47,22 @@ pub struct Context<C> {
     pub timeout: Duration,
     /// Consecutive failures per grant uid, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per grant uid: when it needs work next and when its current token expires, so that a
+    /// retry never waits past the expiry and the API server's return reconciles overdue grants.
+    schedules: Mutex<HashMap<String, Scheduled>>,
+}
+
+/// What the last reconcile of a grant learned about its timing.
+#[derive(Debug, Clone, Default)]
+struct Scheduled {
+    namespace: String,
+    name: String,
+    /// When the grant's token is due for renewal (None: not known yet).
+    renews_at: Option<Timestamp>,
+    /// When the token its Secret holds expires (None: no token, or not known).
+    expires_at: Option<Timestamp>,
+    /// The last attempt failed because the API server did not answer.
+    failed_unreachable: bool,
 }
 
 impl<C: Cluster> Context<C> {
@@ -61,6 +79,7 @@ impl<C: Cluster> Context<C> {
             metrics,
             timeout,
             failures: Mutex::default(),
+            schedules: Mutex::default(),
         }
     }
 
@@ -75,9 +94,51 @@ impl<C: Cluster> Context<C> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Forgets the failure counts of grants whose uid is not in `live` (deleted grants).
+    fn schedules(&self) -> std::sync::MutexGuard<'_, HashMap<String, Scheduled>> {
+        self.schedules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Updates what is known about a grant's timing.
+    fn note(&self, grant: &SasGrant, update: impl FnOnce(&mut Scheduled)) {
+        let mut schedules = self.schedules();
+        let entry = schedules
+            .entry(grant.uid().unwrap_or_default())
+            .or_insert_with(|| Scheduled {
+                namespace: grant.namespace().unwrap_or_default(),
+                name: grant.name_any(),
+                ..Scheduled::default()
+            });
+        update(entry);
+    }
+
+    /// When the token a grant's Secret holds expires, as far as known.
+    fn token_expiry(&self, uid: &str) -> Option<Timestamp> {
+        self.schedules().get(uid).and_then(|s| s.expires_at)
+    }
+
+    /// The grants in `namespace` (every namespace for None) that need a reconcile at `now`:
+    /// renewal due, or the last attempt failed for want of the API server.
+    pub fn overdue(&self, now: Timestamp, namespace: Option<&str>) -> Vec<ObjectRef<SasGrant>> {
+        self.schedules()
+            .values()
+            .filter(|s| namespace.is_none_or(|ns| ns == s.namespace))
+            .filter(|s| s.failed_unreachable || s.renews_at.is_some_and(|at| at <= now))
+            .map(|s| ObjectRef::new(&s.name).within(&s.namespace))
+            .collect()
+    }
+
+    /// Starts every grant's backoff over (the API server is back).
+    pub fn reset_backoff(&self) {
+        self.failures().clear();
+    }
+
+    /// Forgets the failure counts and schedules of grants whose uid is not in `live` (deleted
+    /// grants).
     pub fn prune_failures(&self, live: &HashSet<String>) {
         self.failures().retain(|uid, _| live.contains(uid));
+        self.schedules().retain(|uid, _| live.contains(uid));
     }
 
     /// How many grants have a failure count (for tests and diagnostics).
@@ -110,6 +171,11 @@ pub async fn reconcile<C: Cluster>(
     match result {
         Ok(facts) => {
             ctx.failures().remove(&grant.uid().unwrap_or_default());
+            ctx.note(&grant, |s| {
+                s.renews_at = Some(facts.renews_at);
+                s.expires_at = Some(facts.expires_at);
+                s.failed_unreachable = false;
+            });
             ctx.metrics.set_ready(&namespace, &name, true);
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
@@ -120,13 +186,31 @@ pub async fn reconcile<C: Cluster>(
         }
         Err(err) => {
             ctx.metrics.set_ready(&namespace, &name, false);
+            let unreachable = !err.api_reachable();
+            ctx.note(&grant, |s| s.failed_unreachable = unreachable);
             Err(err)
         }
     }
 }
 
+/// Each time `reconnects` yields (the API server is back after an outage), starts every
+/// grant's backoff over and yields the grants in `namespace` that are overdue, for the
+/// controller to reconcile at once instead of at their next backoff.
+pub fn overdue_on_reconnect<C: Cluster>(
+    reconnects: impl Stream<Item = ()> + Send + 'static,
+    ctx: Arc<Context<C>>,
+    namespace: Option<String>,
+) -> impl Stream<Item = ObjectRef<SasGrant>> + Send + 'static {
+    reconnects.flat_map(move |()| {
+        ctx.reset_backoff();
+        futures::stream::iter(ctx.overdue(ctx.now(), namespace.as_deref()))
+    })
+}
+
 /// Retries a failed reconcile: transient errors with per-grant exponential backoff, errors
-/// that only a change fixes slowly, and a lost lease not at all (the process stops).
+/// that only a change fixes slowly, and a lost lease not at all (the process stops). No retry
+/// waits past the current token's expiry minus a margin (the reconcile deadline and
+/// [`schedule::RETRY_SAFETY_MARGIN`]). One WARN line per failed attempt.
 pub fn error_policy<C: Cluster>(grant: Arc<SasGrant>, err: &Error, ctx: Arc<Context<C>>) -> Action {
     if matches!(err, Error::LeadershipLost) {
         tracing::warn!(name = %grant.name_any(), "not leading any more; dropped the reconcile");
@@ -138,11 +222,17 @@ pub fn error_policy<C: Cluster>(grant: Arc<SasGrant>, err: &Error, ctx: Arc<Cont
         *count += 1;
         *count
     };
-    let wait = if err.is_permanent_api_error() {
+    let backoff = if err.is_permanent_api_error() {
         schedule::slow_backoff(failures)
     } else {
         schedule::backoff(failures)
     };
+    let wait = schedule::retry_after(
+        ctx.now(),
+        backoff,
+        ctx.token_expiry(&grant.uid().unwrap_or_default()),
+        ctx.timeout + schedule::RETRY_SAFETY_MARGIN,
+    );
     tracing::warn!(
         namespace = grant.namespace().as_deref().unwrap_or_default(),
         name = %grant.name_any(),
@@ -226,6 +316,9 @@ async fn sync<C: Cluster>(
     let issued = existing
         .as_ref()
         .map(|found| secret::issued_token(found, &mac_key));
+    ctx.note(grant, |s| {
+        s.expires_at = issued.as_ref().and_then(|i| i.expires_at);
+    });
     let reason = match policy::decide(issued.as_ref(), &inputs_hash, now, |expiry| {
         renewal.renew_at(expiry)
     }) {
@@ -245,7 +338,11 @@ async fn sync<C: Cluster>(
         Decision::Sign(reason) => reason,
     };
 
-    let params = plan.sas_params(&grant.spec, now, ctx.backdate)?;
+    // Times are read when signing, not when the reconcile started: the reads above may have
+    // taken a while, and the token must have its whole validity when it is written (the write
+    // below is bounded by the request timeout and the reconcile deadline).
+    let signed_at = ctx.now();
+    let params = plan.sas_params(&grant.spec, signed_at, ctx.backdate)?;
     let signed = sas::sign(&params, &SigningKey::Account(key))?;
     let expires_at = params.expiry.expect("the plan always sets an expiry");
     let services = plan
@@ -256,7 +353,7 @@ async fn sync<C: Cluster>(
     let token = SignedToken {
         token: signed.token,
         expires_at,
-        rotated_at: now,
+        rotated_at: signed_at,
         inputs_hash,
         mac_key,
     };
@@ -283,7 +380,7 @@ async fn sync<C: Cluster>(
     }
 
     if let (SignReason::RenewalDue, Some(expired)) = (reason, issued.and_then(|i| i.expires_at)) {
-        let lateness = now.duration_since(renewal.renew_at(expired));
+        let lateness = signed_at.duration_since(renewal.renew_at(expired));
         ctx.metrics
             .observe_rotation_lateness(lateness.as_secs_f64().max(0.0));
     }
@@ -312,7 +409,7 @@ async fn sync<C: Cluster>(
     Ok(TokenFacts {
         expires_at,
         renews_at,
-        rotated_at: Some(now),
+        rotated_at: Some(signed_at),
         token_hash: Some(secret::token_hash(&token.token)),
     })
 }

@@ -306,3 +306,102 @@ async fn a_spec_that_renews_almost_at_once_is_still_requeued_after_the_minimum_t
         assert_eq!(action, Action::requeue(Duration::from_secs(360)));
     }
 }
+
+/// A context whose clock reads `now()` plus the seconds in the returned cell, with a reconcile
+/// deadline of 5 s.
+fn context_with_moving_clock() -> (Arc<Context<FakeCluster>>, Arc<std::sync::atomic::AtomicI64>) {
+    context_with_deadline(Duration::from_secs(5))
+}
+
+fn context_with_deadline(
+    deadline: Duration,
+) -> (Arc<Context<FakeCluster>>, Arc<std::sync::atomic::AtomicI64>) {
+    let cluster = FakeCluster::default();
+    cluster.put_secret(key_secret());
+    let mut ctx = Context::new(cluster, Duration::ZERO, Metrics::new(), deadline);
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let read = offset.clone();
+    ctx.clock = Arc::new(move || {
+        now() + jiff::SignedDuration::from_secs(read.load(std::sync::atomic::Ordering::SeqCst))
+    });
+    (Arc::new(ctx), offset)
+}
+
+fn short_lived() -> SasGrant {
+    grant(serde_json::json!({"validity": "2m", "renewBefore": "1m"}))
+}
+
+#[tokio::test]
+async fn a_retry_never_waits_past_the_current_tokens_expiry_minus_the_margin() {
+    let (ctx, clock) = context_with_moving_clock();
+    let g = Arc::new(short_lived());
+    run(&g, &ctx).await.unwrap();
+    // The token expires at +120 s; retries must come by +110 s (deadline 5 s + margin 5 s).
+    clock.store(100, std::sync::atomic::Ordering::SeqCst);
+    let unreachable = Error::ReconcileTimeout {
+        after: Duration::from_secs(5),
+    };
+    let waits: Vec<Action> = (0..3)
+        .map(|_| error_policy(g.clone(), &unreachable, ctx.clone()))
+        .collect();
+    assert_eq!(
+        waits,
+        [5, 10, 10].map(|s| Action::requeue(Duration::from_secs(s))),
+        "the third failure earned 20 s, but the token must be renewed by +110 s"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_that_failed_for_want_of_the_api_server_is_overdue_when_it_is_back() {
+    let (ctx, _clock) = context_with_deadline(Duration::from_millis(50));
+    let g = short_lived();
+    run(&g, &ctx).await.unwrap();
+    assert!(
+        ctx.overdue(ctx.now(), Some(NS)).is_empty(),
+        "a fresh token is not overdue"
+    );
+    ctx.cluster.hang();
+    let err = run(&g, &ctx).await.unwrap_err();
+    assert!(!err.api_reachable());
+    assert_eq!(
+        ctx.overdue(ctx.now(), Some(NS)),
+        [ObjectRef::new("app").within(NS)]
+    );
+    assert!(ctx.overdue(ctx.now(), Some("elsewhere")).is_empty());
+}
+
+#[tokio::test]
+async fn a_grant_whose_renewal_passed_is_overdue_and_the_backoff_restarts() {
+    let (ctx, clock) = context_with_moving_clock();
+    let g = Arc::new(short_lived());
+    run(&g, &ctx).await.unwrap();
+    // Due 60 s (plus up to 3 s of jitter) before the expiry at +120 s.
+    clock.store(61, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(ctx.overdue(ctx.now(), None).len(), 1);
+    let error = api_error(503);
+    error_policy(g.clone(), &error, ctx.clone());
+    error_policy(g.clone(), &error, ctx.clone());
+    ctx.reset_backoff();
+    assert_eq!(
+        error_policy(g, &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_signed_with_the_time_of_signing_not_of_the_reconcile_start() {
+    let (ctx, clock) = context_with_moving_clock();
+    // The reads take 30 s (a slow API server).
+    let slow = clock.clone();
+    ctx.cluster.after_next_target_read(move |_| {
+        slow.store(30, std::sync::atomic::Ordering::SeqCst);
+    });
+    run(&short_lived(), &ctx).await.unwrap();
+    let secret = ctx.cluster.secret(NS, "app").unwrap();
+    let expires_at = &secret.data.as_ref().unwrap()[secret::KEY_EXPIRES_AT].0;
+    assert_eq!(
+        std::str::from_utf8(expires_at).unwrap(),
+        "2030-01-01T00:02:30Z",
+        "120 s of validity from the signing at +30 s"
+    );
+}
