@@ -22,21 +22,44 @@ use crate::metrics::{self, Metrics};
 /// With leader election, a standby replica that is waiting for the lease should also count as
 /// ready: otherwise a rolling update of a two-replica Deployment never completes, because the new
 /// pod cannot become leader while an old one holds the lease.
-#[derive(Clone, Default, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    /// Whether the API server answers (see `kube_client::ApiHealth`): an operator that cannot
+    /// reach it cannot rotate anything, and says so.
+    api_reachable: Arc<AtomicBool>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            ready: Arc::default(),
+            api_reachable: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.ready.store(true, Ordering::Release);
     }
 
     /// Marks the replica not ready again, e.g. while it shuts down.
     pub fn set_not_ready(&self) {
-        self.0.store(false, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+    }
+
+    /// Records whether the API server answers.
+    pub fn set_api_reachable(&self, reachable: bool) {
+        self.api_reachable.store(reachable, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.api_reachable()
+    }
+
+    pub fn api_reachable(&self) -> bool {
+        self.api_reachable.load(Ordering::Acquire)
     }
 }
 
@@ -94,6 +117,8 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ready\n")
+    } else if !state.readiness.api_reachable() {
+        (StatusCode::SERVICE_UNAVAILABLE, "API server unreachable\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
@@ -166,6 +191,23 @@ mod tests {
 
         readiness.set_not_ready();
         assert_eq!(get(server.addr, "/readyz").await.status, 503);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_while_the_api_server_is_out_of_reach() {
+        let readiness = Readiness::default();
+        readiness.set_ready();
+        let server = start(Metrics::new(), readiness.clone()).await;
+
+        readiness.set_api_reachable(false);
+        let during = get(server.addr, "/readyz").await;
+        assert_eq!(
+            (during.status, during.body.as_str()),
+            (503, "API server unreachable\n")
+        );
+
+        readiness.set_api_reachable(true);
+        assert_eq!(get(server.addr, "/readyz").await.status, 200);
     }
 
     #[tokio::test]

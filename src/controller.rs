@@ -31,6 +31,7 @@ use crate::cluster::{Cluster, KubeCluster};
 use crate::config::RunConfig;
 use crate::crd::SasGrant;
 use crate::error::Error;
+use crate::kube_client::{self, ApiClients, ApiHealth, WatchBackoff};
 use crate::leader::{LeaderElection, LeaderElectionConfig, LeaderGuard, LeadershipClaim};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
@@ -38,12 +39,20 @@ use crate::reconcile::{self, Context};
 /// Runs the operator until SIGTERM/SIGINT, or until leadership is lost: that is an error, so
 /// Kubernetes restarts the pod as a fresh candidate and two replicas never write at once.
 pub async fn run(config: RunConfig) -> Result<(), Error> {
-    let client = Client::try_default().await?;
+    // Request/response calls time out; watches use a client without a read timeout.
+    let clients = ApiClients::infer().await?;
+    let client = clients.requests.clone();
     ensure_crd_installed(&client, config.namespaces.first()).await?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let (stop, stopping) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop.clone()));
+    let health = ApiHealth::new(readiness.clone());
+    tokio::spawn(kube_client::probe(
+        client.clone(),
+        health.clone(),
+        stopped(stopping.clone()),
+    ));
 
     // Bind first so that a taken port fails the start rather than a probe later.
     let listener = TcpListener::bind(config.metrics_address)
@@ -113,7 +122,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         .into_iter()
         .map(|scope| {
             scope_controller(
-                client.clone(),
+                clients.watches.clone(),
+                health.clone(),
                 scope,
                 ctx.clone(),
                 config.concurrency,
@@ -263,6 +273,7 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
 /// runs it until `shutdown`.
 fn scope_controller(
     client: Client,
+    health: ApiHealth,
     namespace: Option<String>,
     ctx: Arc<Context<KubeCluster>>,
     concurrency: u16,
@@ -308,15 +319,18 @@ fn scope_controller(
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let secret_events =
         watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
+    let overdue = reconcile::overdue_on_reconnect(health.reconnects(), ctx.clone(), namespace);
     let run = controller
         .watches_stream(secret_events, move |secret| {
             grants_touched_by(&signers, &secret)
         })
+        .reconcile_on(overdue)
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| {
+        .for_each(move |result| {
             if let Err(err) = result {
-                log_controller_error(&err);
+                log_controller_error(&err, &health);
             }
             future::ready(())
         });
@@ -372,11 +386,31 @@ fn grants_touched_by(
     owners.chain(signers).collect()
 }
 
-fn log_controller_error(err: &controller::Error<Error, watcher::Error>) {
+fn log_controller_error(err: &controller::Error<Error, watcher::Error>, health: &ApiHealth) {
     match err {
         // Already logged with its reason by the error policy.
         controller::Error::ReconcilerFailed(_, _) => {}
+        // A grant deleted after it was queued (e.g. as overdue when the API server came back).
+        controller::Error::ObjectNotFound(_) => tracing::debug!(error = %err, "controller event"),
+        controller::Error::QueueError(err) => log_watch_error(err, health),
         other => tracing::warn!(error = %other, "controller event"),
+    }
+}
+
+/// A watch's `410 Gone` is the normal end of a resource version: the watcher lists again. Other
+/// watch failures are retried every second while the API server is out of reach: one WARN per
+/// outage, not one per retry.
+fn log_watch_error(err: &watcher::Error, health: &ApiHealth) {
+    if matches!(err, watcher::Error::WatchError(status) if status.code == 410) {
+        tracing::debug!("a watch's resource version expired; listing again");
+    } else if health.log_watch_failure() {
+        tracing::warn!(
+            reason = "WatchFailed",
+            error = %crate::error::truncate_message(&err.to_string()),
+            "a watch failed; retrying every second until the API server answers"
+        );
+    } else {
+        tracing::debug!(error = %err, "a watch failed again");
     }
 }
 

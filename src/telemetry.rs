@@ -11,10 +11,12 @@ use crate::config::LogFormat;
 /// Client libraries and the level above which they may never log, whatever the configured
 /// filter says. kube-client logs whole response bodies (which can hold every Secret of a
 /// namespace) at WARN when they fail to decode, and error bodies at DEBUG; its ERROR lines
-/// carry only a status code or a transport error. kube-runtime logs API errors at DEBUG and
-/// WARN. The HTTP and TLS stacks have nothing an operator needs below WARN.
+/// repeat every failed request (three per failed reconcile while the API server is down), which
+/// the operator already logs once per attempt with a reason: it is silenced. kube-runtime logs
+/// API errors at DEBUG and WARN. The HTTP and TLS stacks have nothing an operator needs below
+/// WARN.
 const CAPPED: [(&str, LevelFilter); 8] = [
-    ("kube_client", LevelFilter::ERROR),
+    ("kube_client", LevelFilter::OFF),
     ("kube_runtime", LevelFilter::WARN),
     ("hyper", LevelFilter::WARN),
     ("hyper_util", LevelFilter::WARN),
@@ -55,11 +57,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kube_client_can_only_log_errors_which_carry_no_body() {
+    fn kube_client_never_logs_bodies_nor_one_line_per_failed_request() {
         let caps = client_library_caps();
         assert!(!caps.would_enable("kube_client::client", &Level::WARN));
         assert!(!caps.would_enable("kube_client::client", &Level::DEBUG));
-        assert!(caps.would_enable("kube_client::client::builder", &Level::ERROR));
+        assert!(!caps.would_enable("kube_client::client::builder", &Level::ERROR));
     }
 
     #[test]

@@ -1,0 +1,300 @@
+//! API clients with timeouts, the watches' retry policy, and a probe of the API server.
+//!
+//! Without timeouts a request to a frozen API server (or over a connection whose packets are
+//! dropped) hangs until the kernel gives up, holding a worker and every rotation queued behind
+//! it. Request/response calls get short connect, read and write timeouts; watches, which are
+//! quiet for minutes when nothing changes, get a client without a read timeout (kube's watcher
+//! has its own idle timeout).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use kube::runtime::utils::Backoff;
+use kube::{Client, Config};
+use tokio::sync::watch;
+
+use crate::admin::Readiness;
+use crate::error::Error;
+
+/// Connecting to the API server (TCP and TLS) takes at most this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A request/response call waits at most this long for the server between reads and writes.
+/// The whole reconcile has its own, shorter or equal deadline.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait before a failed watch is started again...
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// ... and the longest: a watch is back within about a second of the API server.
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often the API server is probed while it answers...
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// ... and while it does not: recovery is noticed within a quarter of a second.
+const PROBE_INTERVAL_FAILING: Duration = Duration::from_millis(250);
+/// One probe gives up after this long (a frozen server reads as unreachable).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `/readyz` reports the operator not ready once the API server has been out of reach this long
+/// (one slow probe on a busy machine is not an outage).
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
+
+/// The two clients the operator uses.
+#[derive(Clone)]
+pub struct ApiClients {
+    /// For request/response calls: reads, writes, Events, the Lease, the probe.
+    pub requests: Client,
+    /// For watches only: no read timeout.
+    pub watches: Client,
+}
+
+impl ApiClients {
+    /// Both clients, from the in-cluster config or the kubeconfig.
+    pub async fn infer() -> Result<Self, Error> {
+        let config = Config::infer()
+            .await
+            .map_err(|err| Error::Config(format!("no Kubernetes client config: {err}")))?;
+        Self::from_config(config)
+    }
+
+    pub fn from_config(config: Config) -> Result<Self, Error> {
+        let requests = Client::try_from(request_config(config.clone()))?;
+        let watches = Client::try_from(watch_config(config))?;
+        Ok(ApiClients { requests, watches })
+    }
+}
+
+/// Every request/response call is bounded; the read timeout counts from the request, not from
+/// when a pooled connection went idle.
+pub fn request_config(mut config: Config) -> Config {
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
+    config.reset_reader_on_write = true;
+    config
+}
+
+/// Watches are quiet for long stretches: no read timeout (the watcher's idle timeout and the
+/// server's watch timeout end a dead one), but connecting and sending are bounded.
+pub fn watch_config(mut config: Config) -> Config {
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = None;
+    config.write_timeout = Some(REQUEST_TIMEOUT);
+    config
+}
+
+/// The controller's retry policy for failed watches: 250 ms doubling to at most 1 s, back to
+/// 250 ms after any event. Kube's default grows to 30 s (and all watches of a controller share
+/// it), which kept watches down for half a minute after the API server was back.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: WATCH_RETRY_FIRST,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (self.next * 2).min(WATCH_RETRY_MAX);
+        Some(wait)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_FIRST;
+    }
+}
+
+/// Whether the API server answers, as the probe and the watches see it; shared by the admin
+/// server (`/readyz`), the controllers (reconciles of overdue grants when it is back) and the
+/// log (one WARN per failing watch and outage, not one per retry).
+#[derive(Clone)]
+pub struct ApiHealth {
+    state: Arc<Mutex<HealthState>>,
+    /// Counts the times the API server came back after it was out of reach.
+    reconnects: watch::Sender<u64>,
+    readiness: Readiness,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Since when the API server has been failing (None: it answers).
+    failing_since: Option<Instant>,
+    /// Whether a watch failure was logged at WARN in this outage.
+    watch_failure_logged: bool,
+}
+
+impl ApiHealth {
+    pub fn new(readiness: Readiness) -> Self {
+        ApiHealth {
+            state: Arc::default(),
+            reconnects: watch::channel(0).0,
+            readiness,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The API server answered: if it had failed, it is back (reconciles of overdue grants
+    /// follow at once).
+    pub fn reachable(&self) {
+        let was_failing = {
+            let mut state = self.state();
+            state.watch_failure_logged = false;
+            state.failing_since.take().is_some()
+        };
+        self.readiness.set_api_reachable(true);
+        if was_failing {
+            tracing::info!("the API server answers again; reconciling overdue grants");
+            self.reconnects.send_modify(|count| *count += 1);
+        }
+    }
+
+    /// The API server did not answer; after [`UNREACHABLE_AFTER`] `/readyz` says so.
+    pub fn unreachable(&self) {
+        let since = *self.state().failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= UNREACHABLE_AFTER {
+            self.readiness.set_api_reachable(false);
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.state().failing_since.is_some()
+    }
+
+    /// Whether a failing watch should be logged at WARN: the first time in an outage only.
+    pub fn log_watch_failure(&self) -> bool {
+        !std::mem::replace(&mut self.state().watch_failure_logged, true)
+    }
+
+    /// Yields once each time the API server is back after an outage.
+    pub fn reconnects(&self) -> impl Stream<Item = ()> + Send + 'static {
+        let receiver = self.reconnects.subscribe();
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.changed().await.ok()?;
+            Some(((), receiver))
+        })
+    }
+}
+
+/// Asks the API server's `/readyz` every second (every 250 ms while it fails) until `stopping`
+/// resolves; a frozen server or one without etcd reads as unreachable.
+pub async fn probe(client: Client, health: ApiHealth, stopping: impl Future<Output = ()>) {
+    let probing = async {
+        loop {
+            let request = http_get("/readyz");
+            let answered = matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, client.request_text(request)).await,
+                Ok(Ok(_))
+            );
+            if answered {
+                health.reachable();
+            } else {
+                health.unreachable();
+            }
+            let interval = if health.is_failing() {
+                PROBE_INTERVAL_FAILING
+            } else {
+                PROBE_INTERVAL
+            };
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        () = probing => {}
+        () = stopping => {}
+    }
+}
+
+fn http_get(path: &str) -> axum::http::Request<Vec<u8>> {
+    axum::http::Request::get(path)
+        .body(Vec::new())
+        .expect("a GET of a static path is a valid request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_retries_start_at_a_quarter_second_and_never_wait_more_than_one() {
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<Duration> = backoff.by_ref().take(6).collect();
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 1000, 1000, 1000].map(Duration::from_millis)
+        );
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(WATCH_RETRY_FIRST));
+    }
+
+    #[test]
+    fn requests_have_timeouts_and_watches_no_read_timeout() {
+        let config = Config::new("https://127.0.0.1:6443".parse().unwrap());
+        let requests = request_config(config.clone());
+        assert_eq!(requests.read_timeout, Some(REQUEST_TIMEOUT));
+        assert_eq!(requests.write_timeout, Some(REQUEST_TIMEOUT));
+        assert_eq!(requests.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert!(requests.reset_reader_on_write);
+        let watches = watch_config(config);
+        assert_eq!(watches.read_timeout, None);
+        assert_eq!(watches.connect_timeout, Some(CONNECT_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn the_api_server_back_after_failing_signals_one_reconnect() {
+        let readiness = Readiness::default();
+        let health = ApiHealth::new(readiness.clone());
+        let mut reconnects = Box::pin(health.reconnects());
+        health.reachable();
+        health.unreachable();
+        health.unreachable();
+        health.reachable();
+        health.reachable();
+        use futures::StreamExt;
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), reconnects.next()).await,
+            Ok(Some(()))
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), reconnects.next())
+                .await
+                .is_err(),
+            "a second reconnect without an outage in between"
+        );
+    }
+
+    #[test]
+    fn a_failing_watch_is_logged_once_per_outage() {
+        let health = ApiHealth::new(Readiness::default());
+        health.unreachable();
+        assert!(health.log_watch_failure());
+        assert!(!health.log_watch_failure());
+        health.reachable();
+        assert!(health.log_watch_failure());
+    }
+
+    #[test]
+    fn readiness_drops_only_after_the_api_server_failed_for_a_while() {
+        let readiness = Readiness::default();
+        readiness.set_ready();
+        let health = ApiHealth::new(readiness.clone());
+        health.unreachable();
+        assert!(readiness.is_ready(), "one failed probe is not an outage");
+        health.state().failing_since = Some(Instant::now() - UNREACHABLE_AFTER);
+        health.unreachable();
+        assert!(!readiness.is_ready());
+        health.reachable();
+        assert!(readiness.is_ready());
+    }
+}
