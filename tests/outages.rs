@@ -156,6 +156,8 @@ async fn an_operator_killed_mid_wave_and_restarted_rotates_the_rest_at_once() {
         recovery,
         longest_expired: scenario.longest_expired(Timestamp::now()),
         expired_when_seen: scenario.expired_when_seen(),
+        written_short: scenario.written_short(fault_at),
+        went_back: scenario.went_back(),
         new_grant_delay: None,
         watch_delay: None,
         readiness: None,
@@ -226,10 +228,12 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
         recovery,
         longest_expired: scenario.longest_expired(Timestamp::now()),
         expired_when_seen: scenario.expired_when_seen(),
+        written_short: scenario.written_short(fault_at),
+        went_back: scenario.went_back(),
         new_grant_delay: None,
         watch_delay: None,
         readiness: None,
-        log: noisy_lines(&standby.logs()[standby_mark..]),
+        log: noisy_lines(standby.logs().get(standby_mark..).unwrap_or_default()),
         writes_after_lease_lost,
     };
     report.publish();
@@ -294,10 +298,12 @@ async fn api_outage(
         recovery,
         longest_expired: scenario.longest_expired(Timestamp::now()),
         expired_when_seen: scenario.expired_when_seen(),
+        written_short: scenario.written_short(fault_at),
+        went_back: scenario.went_back(),
         new_grant_delay: Some(new_grant_delay),
         watch_delay,
         readiness: Some(readiness.around(fault_at, back_at)),
-        log: noisy_lines(&operator.logs()[log_mark..]),
+        log: noisy_lines(operator.logs().get(log_mark..).unwrap_or_default()),
         writes_after_lease_lost: Vec::new(),
     };
     report.publish();
@@ -317,6 +323,11 @@ struct Report {
     longest_expired: SignedDuration,
     /// Tokens the sampler saw in a Secret after they had expired.
     expired_when_seen: Vec<String>,
+    /// Tokens written from the fault on with less than renewBefore left (signed with a clock
+    /// read before a hang, for instance): due again at once, or even expired on arrival.
+    written_short: Vec<String>,
+    /// Secrets that went back to a token expiring earlier than the one they held.
+    went_back: Vec<String>,
     /// From creating a grant right after `back_at` to its Secret (None: not within a minute).
     new_grant_delay: Option<Option<SignedDuration>>,
     /// From `back_at` until the operator watched grants and Secrets again (audit log; None: not
@@ -336,6 +347,7 @@ impl Report {
         let line = format!(
             "outage {fault}: back after {back}; overdue {overdue}/{grants}; all rotated {recovery} after back \
              (slowest {slowest}, not rotated {missed}); longest expired {expired}; expired when seen {seen}; \
+             written with under renewBefore left {short}; went back to an older token {back_count}; \
              new grant's Secret after {new_grant}; watches back after {watch}; operator /readyz {readiness}; \
              log WARN {warn} ERROR {error}; writes after lease lost {lost}",
             fault = self.fault,
@@ -351,6 +363,8 @@ impl Report {
             missed = self.recovery.not_rotated.len(),
             expired = seconds(self.longest_expired),
             seen = self.expired_when_seen.len(),
+            short = self.written_short.len(),
+            back_count = self.went_back.len(),
             new_grant = match self.new_grant_delay {
                 None => "-".into(),
                 Some(None) => "over 60s".into(),
@@ -376,11 +390,16 @@ impl Report {
             error = self.log.error,
             lost = self.writes_after_lease_lost.len(),
         );
-        let line = if self.writes_after_lease_lost.is_empty() {
-            line
-        } else {
-            format!("{line}: {}", self.writes_after_lease_lost.join(", "))
-        };
+        let details: Vec<String> = [
+            ("writes after lease lost", &self.writes_after_lease_lost),
+            ("written short", &self.written_short),
+            ("went back", &self.went_back),
+        ]
+        .into_iter()
+        .filter(|(_, items)| !items.is_empty())
+        .map(|(what, items)| format!("\n  {what}: {}", items.join(", ")))
+        .collect();
+        let line = format!("{line}{}", details.concat());
         println!("{line}");
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("outages.txt");
         if let Ok(mut file) = std::fs::OpenOptions::new()
@@ -412,6 +431,11 @@ impl Report {
             self.longest_expired,
             SignedDuration::ZERO,
             "a Secret held an expired token"
+        );
+        assert!(
+            self.written_short.is_empty(),
+            "tokens written with less than renewBefore left: {:?}",
+            self.written_short
         );
         assert!(
             self.recovery.not_rotated.is_empty(),
@@ -851,6 +875,46 @@ impl Scenario {
                     .collect::<Vec<_>>()
             })
             .fold(SignedDuration::ZERO, SignedDuration::max)
+    }
+
+    /// Tokens first seen from `since` on with less than renewBefore left then. A token is
+    /// signed for the whole validity; the second it is truncated to and the sampler's delay
+    /// take a second or so off.
+    fn written_short(&self, since: Timestamp) -> Vec<String> {
+        let margin = SignedDuration::try_from(RENEW_BEFORE_DURATION).unwrap();
+        self.sampler
+            .tokens()
+            .iter()
+            .flat_map(|(grant, seen)| {
+                seen.iter()
+                    .filter(|s| s.at >= since && s.expires.duration_since(s.at) < margin)
+                    .map(move |s| {
+                        format!(
+                            "{grant}: {:.0}s left when seen at {}",
+                            s.expires.duration_since(s.at).as_secs_f64(),
+                            s.at
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// Secrets whose token was replaced by one expiring earlier.
+    fn went_back(&self) -> Vec<String> {
+        self.sampler
+            .tokens()
+            .iter()
+            .flat_map(|(grant, seen)| {
+                seen.windows(2)
+                    .filter(|pair| pair[1].expires < pair[0].expires)
+                    .map(move |pair| {
+                        format!(
+                            "{grant}: from {} back to {} at {}",
+                            pair[0].expires, pair[1].expires, pair[1].at
+                        )
+                    })
+            })
+            .collect()
     }
 
     fn expired_when_seen(&self) -> Vec<String> {
