@@ -398,7 +398,7 @@ fn log_controller_error(err: &controller::Error<Error, watcher::Error>, health: 
 }
 
 /// A watch's `410 Gone` is the normal end of a resource version: the watcher lists again. Other
-/// watch failures are retried every second while the API server is out of reach: one WARN per
+/// watch failures are retried every half second while the API server is out of reach: one WARN per
 /// outage, not one per retry.
 fn log_watch_error(err: &watcher::Error, health: &ApiHealth) {
     if matches!(err, watcher::Error::WatchError(status) if status.code == 410) {
@@ -407,7 +407,7 @@ fn log_watch_error(err: &watcher::Error, health: &ApiHealth) {
         tracing::warn!(
             reason = "WatchFailed",
             error = %crate::error::truncate_message(&err.to_string()),
-            "a watch failed; retrying every second until the API server answers"
+            "a watch failed; retrying every half second until the API server answers"
         );
     } else {
         tracing::debug!(error = %err, "a watch failed again");

@@ -25,8 +25,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before a failed watch is started again...
 const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
-/// ... and the longest: a watch is back within about a second of the API server.
-const WATCH_RETRY_MAX: Duration = Duration::from_secs(1);
+/// ... and the longest: a watch is back within half a second of the API server. (Kube pauses
+/// every trigger of a controller while it waits, the reconciles of overdue grants too.)
+const WATCH_RETRY_MAX: Duration = Duration::from_millis(500);
 /// How often the API server is probed while it answers...
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// ... and while it does not: recovery is noticed within a quarter of a second.
@@ -81,7 +82,7 @@ pub fn watch_config(mut config: Config) -> Config {
     config
 }
 
-/// The controller's retry policy for failed watches: 250 ms doubling to at most 1 s, back to
+/// The controller's retry policy for failed watches: 250 ms doubling to at most 500 ms, back to
 /// 250 ms after any event. Kube's default grows to 30 s (and all watches of a controller share
 /// it), which kept watches down for half a minute after the API server was back.
 #[derive(Debug, Clone)]
@@ -227,13 +228,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn watch_retries_start_at_a_quarter_second_and_never_wait_more_than_one() {
+    fn watch_retries_start_at_a_quarter_second_and_never_wait_more_than_half_a_second() {
         let mut backoff = WatchBackoff::default();
-        let waits: Vec<Duration> = backoff.by_ref().take(6).collect();
-        assert_eq!(
-            waits,
-            [250, 500, 1000, 1000, 1000, 1000].map(Duration::from_millis)
-        );
+        let waits: Vec<Duration> = backoff.by_ref().take(4).collect();
+        assert_eq!(waits, [250, 500, 500, 500].map(Duration::from_millis));
         backoff.reset();
         assert_eq!(backoff.next(), Some(WATCH_RETRY_FIRST));
     }
