@@ -304,7 +304,9 @@ async fn api_outage(
     break_api(control_plane());
     tokio::time::sleep(outage).await;
     repair_api(control_plane());
-    let back_at = control_plane().wait_apiserver_ready(APISERVER_START).await;
+    let back_at = control_plane()
+        .wait_apiserver_serving(APISERVER_START)
+        .await;
     let (new_grant_delay, recovery) = tokio::join!(
         scenario.new_grant_delay(),
         scenario.await_rotation(back_at, scenario.overdue_at(back_at))
@@ -352,7 +354,7 @@ struct Report {
     fault: &'static str,
     /// When the fault was injected.
     fault_at: Timestamp,
-    /// When service was back: the API server ready, the operator restarted, the standby leading.
+    /// When service was back: the API server serving, the restarted operator or the standby leading.
     back_at: Timestamp,
     recovery: Recovery,
     /// The longest any Secret held a token past its expiry (zero when none did).
@@ -390,11 +392,11 @@ impl Report {
             back = seconds(self.back_at.duration_since(self.fault_at)),
             overdue = self.recovery.overdue,
             grants = GRANTS,
-            recovery = self
-                .recovery
-                .slowest
-                .filter(|_| self.recovery.not_rotated.is_empty())
-                .map_or("never".into(), seconds),
+            recovery = match (&self.recovery.slowest, self.recovery.not_rotated.is_empty()) {
+                (_, false) => "never".into(),
+                (None, true) => "-".into(),
+                (Some(slowest), true) => seconds(*slowest),
+            },
             slowest = self.recovery.slowest.map_or("-".into(), seconds),
             missed = self.recovery.not_rotated.len(),
             expired = seconds(self.longest_expired),
