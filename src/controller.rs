@@ -51,6 +51,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     tokio::spawn(kube_client::probe(
         client.clone(),
         health.clone(),
+        config.namespaces.first().cloned(),
         stopped(stopping.clone()),
     ));
 

@@ -10,12 +10,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
+use kube::api::ListParams;
 use kube::runtime::utils::Backoff;
-use kube::{Client, Config};
+use kube::{Api, Client, Config};
 use tokio::sync::watch;
 
 use crate::admin::Readiness;
+use crate::crd::SasGrant;
 use crate::error::Error;
 
 /// Connecting to the API server (TCP and TLS) takes at most this long.
@@ -129,6 +131,8 @@ pub struct ApiHealth {
 struct HealthState {
     /// Since when the API server has been failing (None: it answers).
     failing_since: Option<Instant>,
+    /// When it last answered (a probe that started before then and failed late is stale).
+    last_answer: Option<Instant>,
     /// Whether a watch failure was logged at WARN in this outage.
     watch_failure_logged: bool,
 }
@@ -152,6 +156,7 @@ impl ApiHealth {
         let was_failing = {
             let mut state = self.state();
             state.watch_failure_logged = false;
+            state.last_answer = Some(Instant::now());
             state.failing_since.take().is_some()
         };
         self.readiness.set_api_reachable(true);
@@ -163,7 +168,19 @@ impl ApiHealth {
 
     /// The API server did not answer; after [`UNREACHABLE_AFTER`] `/readyz` says so.
     pub fn unreachable(&self) {
-        let since = *self.state().failing_since.get_or_insert_with(Instant::now);
+        self.unreachable_since(Instant::now());
+    }
+
+    /// A probe started at `asked` got no answer: the API server is failing, unless it answered
+    /// another probe since.
+    fn unreachable_since(&self, asked: Instant) {
+        let since = {
+            let mut state = self.state();
+            if state.last_answer.is_some_and(|answer| answer >= asked) {
+                return;
+            }
+            *state.failing_since.get_or_insert_with(Instant::now)
+        };
         if since.elapsed() >= UNREACHABLE_AFTER {
             self.readiness.set_api_reachable(false);
         }
@@ -188,21 +205,32 @@ impl ApiHealth {
     }
 }
 
-/// Asks the API server's `/readyz` every second (every 250 ms while it fails) until `stopping`
-/// resolves; a frozen server or one without etcd reads as unreachable.
-pub async fn probe(client: Client, health: ApiHealth, stopping: impl Future<Output = ()>) {
+/// Probes the API server every second (every 250 ms while it fails, without waiting for a
+/// probe that hangs) until `stopping` resolves. It serves when its `/readyz` says so or a quorum
+/// read of grants in `namespace` (every namespace for None) succeeds: after etcd returns, the
+/// API server serves requests well before its `/readyz` turns ready. A frozen server, or one
+/// without etcd, reads as unreachable.
+pub async fn probe(
+    client: Client,
+    health: ApiHealth,
+    namespace: Option<String>,
+    stopping: impl Future<Output = ()>,
+) {
     let probing = async {
         loop {
-            let request = http_get("/readyz");
-            let answered = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, client.request_text(request)).await,
-                Ok(Ok(_))
-            );
-            if answered {
-                health.reachable();
-            } else {
-                health.unreachable();
-            }
+            let asked = Instant::now();
+            let (client, health_of_probe, namespace) =
+                (client.clone(), health.clone(), namespace.clone());
+            tokio::spawn(async move {
+                let serving = tokio::time::timeout(PROBE_TIMEOUT, serves(&client, namespace))
+                    .await
+                    .unwrap_or(false);
+                if serving {
+                    health_of_probe.reachable();
+                } else {
+                    health_of_probe.unreachable_since(asked);
+                }
+            });
             let interval = if health.is_failing() {
                 PROBE_INTERVAL_FAILING
             } else {
@@ -215,6 +243,32 @@ pub async fn probe(client: Client, health: ApiHealth, stopping: impl Future<Outp
         () = probing => {}
         () = stopping => {}
     }
+}
+
+/// Whether the API server answers `/readyz` or a quorum read of grants, whichever first.
+async fn serves(client: &Client, namespace: Option<String>) -> bool {
+    let ready = async {
+        client
+            .request_text(http_get("/readyz"))
+            .await
+            .map(drop)
+            .map_err(drop)
+    };
+    let grants: Api<SasGrant> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), &namespace),
+        None => Api::all(client.clone()),
+    };
+    // No resourceVersion: the API server reads etcd, not its cache.
+    let quorum_read = async {
+        grants
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map(drop)
+            .map_err(drop)
+    };
+    futures::future::select_ok([ready.boxed(), quorum_read.boxed()])
+        .await
+        .is_ok()
 }
 
 fn http_get(path: &str) -> axum::http::Request<Vec<u8>> {
@@ -270,6 +324,19 @@ mod tests {
                 .is_err(),
             "a second reconnect without an outage in between"
         );
+    }
+
+    #[test]
+    fn a_probe_that_failed_late_does_not_undo_a_later_answer() {
+        let readiness = Readiness::default();
+        let health = ApiHealth::new(readiness);
+        let asked = Instant::now();
+        health.reachable();
+        health.unreachable_since(asked);
+        assert!(!health.is_failing());
+        std::thread::sleep(Duration::from_millis(2));
+        health.unreachable_since(Instant::now());
+        assert!(health.is_failing());
     }
 
     #[test]

@@ -140,8 +140,11 @@ async fn an_operator_killed_mid_wave_and_restarted_rotates_the_rest_at_once() {
     let fault_at = Timestamp::now();
     first.kill();
     tokio::time::sleep(OPERATOR_DOWN).await;
+    let restarted_at = Timestamp::now();
     let restarted = scenario.operator(&account, "restarted", Some(identity));
-    let back_at = Timestamp::now();
+    // Back once it leads again: its start-up (a debug binary on a busy machine) is not the
+    // operator's recovery.
+    let back_at = scenario.lease_taken(&account, restarted_at).await;
     let recovery = scenario
         .await_rotation(back_at, scenario.overdue_at(back_at))
         .await;
@@ -194,18 +197,7 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
     tokio::time::sleep(Duration::from_secs(1)).await;
     signal(&leader, "CONT");
 
-    let takeover_at = scenario
-        .audit()
-        .into_iter()
-        .find(|e| {
-            e.user == standby_account.user
-                && e.resource == "leases"
-                && matches!(e.verb.as_str(), "update" | "create")
-                && e.code.is_some_and(|c| c < 300)
-                && e.at >= fault_at
-        })
-        .expect("the audit log shows the standby taking the Lease")
-        .at;
+    let takeover_at = scenario.lease_taken(&standby_account, fault_at).await;
     let stale = scenario.signed_before(key_changed_at, takeover_at);
     let recovery = scenario.await_rotation(takeover_at, stale).await;
     // Give the old leader time to notice, write whatever it still would, and exit.
@@ -236,6 +228,50 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
     report.assert_holds();
 }
 
+/// The harness itself: what the fault tests rely on.
+#[tokio::test]
+async fn a_killed_control_plane_restarts_on_its_url_with_its_data_and_credentials() {
+    let _turn = SERIAL.lock().await;
+    let _healer = Healer;
+    control_plane().heal().await;
+    let client = control_plane().client().await;
+    let ns = common::test_namespace(&client, "outage-harness").await;
+    let secrets = Api::<Secret>::namespaced(client, &ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &key_secret("kept", &[("key", "value")]),
+        )
+        .await
+        .expect("create a Secret");
+
+    control_plane().kill_apiserver();
+    control_plane().kill_etcd();
+    assert!(!control_plane().apiserver_ready().await);
+    control_plane().restart_etcd();
+    control_plane().restart_apiserver();
+    control_plane().wait_apiserver_ready(APISERVER_START).await;
+
+    // A client made before the restart, with the old URL and token, reads the old data.
+    let kept = operator::wait_for(
+        "the Secret after the restart",
+        Duration::from_secs(30),
+        || async { secrets.get("kept").await.ok() },
+    )
+    .await;
+    assert_eq!(operator::data(&kept, "key"), "value");
+
+    control_plane().freeze_apiserver();
+    assert!(
+        !control_plane().apiserver_ready().await,
+        "a frozen API server must not answer /readyz"
+    );
+    control_plane().thaw_apiserver();
+    control_plane()
+        .wait_apiserver_ready(Duration::from_secs(5))
+        .await;
+}
+
 /// One operator (no leader election: a lone leader would give up its lease during any outage
 /// longer than the renew deadline and exit, and nothing here restarts it), one API fault from
 /// just before a wave comes due, then the API server back.
@@ -264,7 +300,9 @@ async fn api_outage(
     break_api(control_plane());
     tokio::time::sleep(outage).await;
     repair_api(control_plane());
-    let back_at = control_plane().wait_apiserver_ready(APISERVER_START).await;
+    let back_at = control_plane()
+        .wait_apiserver_serving(APISERVER_START)
+        .await;
     let (new_grant_delay, recovery) = tokio::join!(
         scenario.new_grant_delay(),
         scenario.await_rotation(back_at, scenario.overdue_at(back_at))
@@ -312,7 +350,7 @@ struct Report {
     fault: &'static str,
     /// When the fault was injected.
     fault_at: Timestamp,
-    /// When service was back: the API server ready, the operator restarted, the standby leading.
+    /// When service was back: the API server serving, the restarted operator or the standby leading.
     back_at: Timestamp,
     recovery: Recovery,
     /// The longest any Secret held a token past its expiry (zero when none did).
@@ -350,11 +388,11 @@ impl Report {
             back = seconds(self.back_at.duration_since(self.fault_at)),
             overdue = self.recovery.overdue,
             grants = GRANTS,
-            recovery = self
-                .recovery
-                .slowest
-                .filter(|_| self.recovery.not_rotated.is_empty())
-                .map_or("never".into(), seconds),
+            recovery = match (&self.recovery.slowest, self.recovery.not_rotated.is_empty()) {
+                (_, false) => "never".into(),
+                (None, true) => "-".into(),
+                (Some(slowest), true) => seconds(*slowest),
+            },
             slowest = self.recovery.slowest.map_or("-".into(), seconds),
             missed = self.recovery.not_rotated.len(),
             expired = seconds(self.longest_expired),
@@ -935,6 +973,27 @@ impl Scenario {
                 .filter(|h| !h.is_empty())?;
             holder.is_none_or(|h| h == current).then_some(current)
         })
+        .await
+    }
+
+    /// When `account` first wrote the Lease successfully from `since` on (audit log).
+    async fn lease_taken(&self, account: &Account, since: Timestamp) -> Timestamp {
+        operator::wait_for(
+            "the audit log to show the Lease taken",
+            Duration::from_secs(30),
+            || async {
+                self.audit()
+                    .into_iter()
+                    .find(|e| {
+                        e.user == account.user
+                            && e.resource == "leases"
+                            && matches!(e.verb.as_str(), "update" | "create")
+                            && e.code.is_some_and(|c| c < 300)
+                            && e.at >= since
+                    })
+                    .map(|e| e.at)
+            },
+        )
         .await
     }
 

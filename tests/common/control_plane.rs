@@ -200,9 +200,35 @@ impl ControlPlane {
         }
     }
 
+    /// Polls every 50 ms until the API server answers either `/readyz` or a quorum read (a GET
+    /// of namespace `default`, which must reach etcd) with 200; returns when it first did.
+    /// `/readyz` can lag behind: after etcd returns, clients are served before it says ready.
+    pub async fn wait_apiserver_serving(&self, timeout: Duration) -> Timestamp {
+        let client = self.readyz_client();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (ready, serving) = tokio::join!(
+                self.readyz(&client),
+                self.get_ok(&client, "/api/v1/namespaces/default")
+            );
+            if ready || serving {
+                return Timestamp::now();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kube-apiserver did not serve within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn readyz(&self, client: &reqwest::Client) -> bool {
+        self.get_ok(client, "/readyz").await
+    }
+
+    async fn get_ok(&self, client: &reqwest::Client, path: &str) -> bool {
         client
-            .get(format!("{}/readyz", self.server))
+            .get(format!("{}{path}", self.server))
             .bearer_auth(&self.admin_token)
             .send()
             .await
