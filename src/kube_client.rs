@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, Stream};
 use kube::api::ListParams;
 use kube::runtime::utils::Backoff;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Config};
 use tokio::sync::watch;
 
 use crate::admin::Readiness;
-use crate::crd::SasGrant;
 use crate::error::Error;
 
 /// Connecting to the API server (TCP and TLS) takes at most this long.
@@ -207,7 +208,7 @@ impl ApiHealth {
 
 /// Probes the API server every second (every 250 ms while it fails, without waiting for a
 /// probe that hangs) until `stopping` resolves. It serves when its `/readyz` says so or a quorum
-/// read of grants in `namespace` (every namespace for None) succeeds: after etcd returns, the
+/// read of Secrets in `namespace` (every namespace for None) succeeds: after etcd returns, the
 /// API server serves requests well before its `/readyz` turns ready. A frozen server, or one
 /// without etcd, reads as unreachable.
 pub async fn probe(
@@ -245,7 +246,9 @@ pub async fn probe(
     }
 }
 
-/// Whether the API server answers `/readyz` or a quorum read of grants, whichever first.
+/// Whether the API server answers `/readyz` or a quorum read of Secrets (what the operator
+/// writes; kube-apiserver reconnects to etcd per resource, so grants can be served before
+/// Secrets are), whichever first.
 async fn serves(client: &Client, namespace: Option<String>) -> bool {
     let ready = async {
         client
@@ -254,13 +257,13 @@ async fn serves(client: &Client, namespace: Option<String>) -> bool {
             .map(drop)
             .map_err(drop)
     };
-    let grants: Api<SasGrant> = match namespace {
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), &namespace),
         None => Api::all(client.clone()),
     };
-    // No resourceVersion: the API server reads etcd, not its cache.
+    // No resourceVersion: the API server reads etcd, not its cache. Metadata only.
     let quorum_read = async {
-        grants
+        secrets
             .list_metadata(&ListParams::default().limit(1))
             .await
             .map(drop)

@@ -200,8 +200,10 @@ impl ControlPlane {
         }
     }
 
-    /// Polls every 50 ms until the API server answers either `/readyz` or a quorum read (a GET
-    /// of namespace `default`, which must reach etcd) with 200; returns when it first did.
+    /// Polls every 50 ms until the API server answers either `/readyz` or a quorum read (a LIST
+    /// of Secrets in `default`, which must reach etcd) with 200; returns when it first did.
+    /// Secrets, because kube-apiserver reconnects to etcd per resource: namespaces can be
+    /// served seconds before the Secrets a rotation writes.
     /// `/readyz` can lag behind: after etcd returns, clients are served before it says ready.
     pub async fn wait_apiserver_serving(&self, timeout: Duration) -> Timestamp {
         let client = self.readyz_client();
@@ -209,7 +211,7 @@ impl ControlPlane {
         loop {
             let (ready, serving) = tokio::join!(
                 self.readyz(&client),
-                self.get_ok(&client, "/api/v1/namespaces/default")
+                self.get_ok(&client, "/api/v1/namespaces/default/secrets?limit=1")
             );
             if ready || serving {
                 return Timestamp::now();
