@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream};
-use kube::api::ListParams;
-use kube::runtime::utils::Backoff;
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
+use kube::runtime::utils::Backoff;
 use kube::{Api, Client, Config};
 use tokio::sync::watch;
 
