@@ -405,3 +405,11 @@ async fn a_token_is_signed_with_the_time_of_signing_not_of_the_reconcile_start()
         "120 s of validity from the signing at +30 s"
     );
 }
+
+#[tokio::test]
+async fn a_server_error_counts_as_the_api_server_not_serving_so_no_status_is_written() {
+    assert!(!api_error(503).api_reachable());
+    assert!(!api_error(500).api_reachable());
+    assert!(api_error(409).api_reachable());
+    assert!(api_error(403).api_reachable());
+}
