@@ -21,8 +21,10 @@ use tokio::sync::watch;
 use crate::admin::Readiness;
 use crate::error::Error;
 
-/// Connecting to the API server (TCP and TLS) takes at most this long.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting to the API server (TCP and TLS) takes at most this long. Not shorter: a TLS
+/// handshake on a loaded node took over 3 s, and a failed connect at start-up ends the process.
+/// (A reconcile is bounded by its own deadline anyway.)
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request/response call waits at most this long for the server between reads and writes.
 /// The whole reconcile has its own, shorter or equal deadline.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
