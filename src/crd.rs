@@ -62,7 +62,9 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
 ).message("renewBefore must be shorter than validity (default validity 8h)"))]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantSpec {
+    /// The storage account whose key signs the token.
     pub storage_account: StorageAccount,
+    /// What the token grants access to: exactly one resource kind.
     pub resource: GrantResource,
     /// Permission letters, in any order; the signer emits Azure's canonical order.
     #[schemars(pattern(PERMISSION_PATTERN))]
@@ -94,6 +96,7 @@ pub struct SasGrantSpec {
     /// Encryption scope (`ses`) for blob and account SAS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_scope: Option<String>,
+    /// The Secret the token is written into (keys sasToken, sasUrl, connectionString, expiresAt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetSecret>,
 }
@@ -116,6 +119,7 @@ pub struct StorageAccount {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeySecretRef {
+    /// Name of the Secret, in the grant's namespace.
     #[x_kube(validation = Rule::new("self != ''").message("keySecretRef.name must not be empty"))]
     pub name: String,
     /// Key within the Secret's data. Default `key1`.
@@ -123,15 +127,20 @@ pub struct KeySecretRef {
     pub key: Option<String>,
 }
 
+/// Service endpoint URLs, each defaulting to `https://{name}.{service}.core.windows.net`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
+    /// Blob service endpoint, e.g. `https://mystorage.blob.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<String>,
+    /// Queue service endpoint, e.g. `https://mystorage.queue.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// Table service endpoint, e.g. `https://mystorage.table.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// File service endpoint, e.g. `https://mystorage.file.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
@@ -143,20 +152,28 @@ pub struct Endpoints {
     "[has(self.account), has(self.container), has(self.blob), has(self.directory), has(self.share), has(self.file), has(self.queue), has(self.table)].filter(x, x).size() == 1"
 ).message("exactly one of account, container, blob, directory, share, file, queue, table must be set"))]
 pub struct GrantResource {
+    /// An account SAS: the services and resource types of the whole account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountResource>,
+    /// A service SAS for a blob container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<NamedResource>,
+    /// A service SAS for one blob (optionally a snapshot or version of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<BlobResource>,
+    /// A service SAS for a directory (ADLS Gen2, hierarchical namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryResource>,
+    /// A service SAS for a file share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<NamedResource>,
+    /// A service SAS for one file in a share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileResource>,
+    /// A service SAS for a queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<NamedResource>,
+    /// A service SAS for a table (optionally a partition/row key range).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableResource>,
 }
@@ -174,6 +191,7 @@ pub struct AccountResource {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NamedResource {
+    /// Name of the container, share or queue.
     pub name: String,
 }
 
@@ -182,36 +200,49 @@ pub struct NamedResource {
 #[x_kube(validation = Rule::new("!(has(self.snapshot) && has(self.versionId))")
     .message("set at most one of snapshot and versionId"))]
 pub struct BlobResource {
+    /// Container that holds the blob.
     pub container: String,
+    /// Blob name (path within the container).
     pub name: String,
+    /// A snapshot time of the blob, to grant that snapshot only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A version id of the blob, to grant that version only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DirectoryResource {
+    /// Container (file system) that holds the directory.
     pub container: String,
+    /// Directory path within the container.
     pub path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct FileResource {
+    /// Share that holds the file.
     pub share: String,
+    /// File path within the share.
     pub path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableResource {
+    /// Table name.
     pub name: String,
+    /// First partition key of the range the token grants (`spk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_pk: Option<String>,
+    /// First row key of the range the token grants (`srk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_rk: Option<String>,
+    /// Last partition key of the range the token grants (`epk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_pk: Option<String>,
+    /// Last row key of the range the token grants (`erk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_rk: Option<String>,
 }
@@ -236,13 +267,16 @@ pub struct TargetSecret {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantStatus {
+    /// The `Ready` condition: whether the Secret holds a valid token, and if not, why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<GrantCondition>,
+    /// The grant's `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The resource kind granted (account, container, blob, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_kind: Option<String>,
+    /// Name of the Secret the token is written into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// RFC 3339 expiry of the token in the Secret.
@@ -251,6 +285,7 @@ pub struct SasGrantStatus {
     /// RFC 3339 time of the next scheduled re-signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renews_at: Option<String>,
+    /// RFC 3339 time the current token was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<String>,
     /// A short hash of the current token, so a change is visible without exposing the token.
@@ -261,13 +296,18 @@ pub struct SasGrantStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantCondition {
+    /// Condition type; `Ready`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// A CamelCase reason such as `TokenValid` or `KeySecretNotFound`.
     pub reason: String,
+    /// Human-readable detail; never holds a token or a key.
     pub message: String,
+    /// RFC 3339 time the status last changed.
     pub last_transition_time: String,
+    /// The grant's `metadata.generation` the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
