@@ -10,6 +10,24 @@ TESTENV_CACHE="$CACHE_ROOT/testenv"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The URI of the Debian archive this machine's apt already uses (a mirror, a proxy or the
+# default), so an added suite goes through the same place: the source whose suite is this
+# release's codename (not -security or -updates) with component main.
+# SAS_OPERATOR_DEBIAN_URI overrides it.
+debian_archive_uri() {
+  if [[ -n "${SAS_OPERATOR_DEBIAN_URI:-}" ]]; then
+    echo "$SAS_OPERATOR_DEBIAN_URI"
+    return
+  fi
+  local codename uri
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  [[ -n "$codename" ]] || die "cannot tell this machine's Debian codename from /etc/os-release; set SAS_OPERATOR_DEBIAN_URI to a Debian archive URI"
+  uri="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null \
+    | awk -v suite="$codename" '$2 == suite && $3 == "main" { print $1; exit }')"
+  [[ -n "$uri" ]] || die "no apt source for Debian $codename main found (apt-get indextargets); set SAS_OPERATOR_DEBIAN_URI to a Debian archive URI"
+  echo "${uri%/}"
+}
+
 # Run a slow command, printing a heartbeat every 30 s so a long build never looks hung.
 with_heartbeat() {
   local what="$1"; shift

@@ -395,3 +395,53 @@ fn deploy_applies_to_the_server() {
         assert!(stdout.contains(object), "{object} missing from:\n{stdout}");
     }
 }
+
+/// Behind a corporate mirror a hard-coded package host breaks the scripts: they use what the
+/// machine is configured with (apt's sources, npm's registry, `go env GOPROXY`) instead.
+#[test]
+fn scripts_name_no_package_host() {
+    let mut files = vec![repo_root().join("Makefile"), repo_root().join("Dockerfile")];
+    for dir in ["hack", ".ci"] {
+        for entry in std::fs::read_dir(repo_root().join(dir)).expect("read a script directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    let hosts = [
+        "deb.debian.org",
+        "debian.org/",
+        "registry.npmjs.org",
+        "npmjs",
+        "proxy.golang.org",
+        "golang.org/dl",
+        "pypi.org",
+        "pythonhosted",
+        "crates.io",
+        "github.com",
+        "docker.io",
+        "registry.k8s.io/",
+    ];
+    let mut found = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for (number, line) in text.lines().enumerate() {
+            let named = hosts.iter().any(|host| line.contains(host));
+            // A literal URL's host: `://` then a letter or digit (not `$var`, not a pattern).
+            let url = line.split("://").skip(1).any(|rest| {
+                rest.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && !rest.starts_with("127.0.0.1")
+                    && !rest.starts_with("localhost")
+            });
+            if named || url {
+                found.push(format!("{}:{}: {line}", path.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "package hosts named:\n{}",
+        found.join("\n")
+    );
+}
