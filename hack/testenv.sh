@@ -10,10 +10,14 @@
 #   hack/testenv.sh serve COMPONENT      start, print "READY <env file>", stop on stdin EOF
 #   hack/testenv.sh sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT   kubeconfig via TokenRequest
 #
-# COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic).
+# COMPONENT: control-plane, azurite (HTTP, shared key), azurite-oauth (HTTPS, --oauth basic),
+# node (containerd, kubelet and kube-scheduler joining the control plane; root on Linux only:
+# see hack/node.sh; `serve node` joins the control plane named by TESTENV_CONTROL_PLANE_ENV).
 # Default: control-plane azurite. State: $TESTENV_STATE (default target/testenv).
 # Each component writes KEY=VALUE lines to $TESTENV_STATE/<component>/env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=node.sh
+source "$HACK_DIR/node.sh"
 
 STATE="${TESTENV_STATE:-$REPO_ROOT/target/testenv}"
 KUBE_BIN="$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin"
@@ -25,6 +29,8 @@ DEV_ACCOUNT=devstoreaccount1
 DEV_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 SECOND_ACCOUNT=sasop1
 READY_TIMEOUT=${TESTENV_READY_TIMEOUT:-90}
+# The worker node's name (one node per machine: see start_node).
+NODE_NAME=testenv-node
 
 need() {
   local path="$1" what="$2"
@@ -82,6 +88,7 @@ stop_component() {
       sleep 0.1
     done
   fi
+  [[ "$1" == node ]] && node_teardown "$dir"
   rm -rf "$dir"
 }
 
@@ -127,18 +134,32 @@ EOF
 
 start_control_plane_once() {
   local dir="$1"
-  local etcd_port apiserver_port token kcm_token server
+  local etcd_port apiserver_port token kcm_token node_token server
   etcd_port=$(free_port)
   apiserver_port=$(free_port)
   server="https://127.0.0.1:$apiserver_port"
   token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
   kcm_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  node_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
   : >"$dir/pids"
   mkdir -p "$dir/pki"
   openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
   # The controller-manager gets its own user name so the audit log tells it apart from tests.
   printf '%s\n' "$token,admin,admin,system:masters" \
-    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" >"$dir/pki/tokens.csv"
+    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" \
+    "$node_token,system:node:$NODE_NAME,kubelet,\"system:nodes,system:masters\"" >"$dir/pki/tokens.csv"
+  # The apiserver authenticates to a node's kubelet (logs, exec) with a client certificate
+  # from a CA that only this control plane has; the node's kubelet trusts exactly that CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -subj /CN=testenv-kubelet-client-ca -keyout "$dir/pki/kubelet-client-ca.key" \
+    -out "$dir/pki/kubelet-client-ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$dir/pki/kubelet-client.key" -out "$dir/pki/kubelet-client.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints=CA:FALSE' 'extendedKeyUsage=clientAuth' >"$dir/pki/kubelet-client.ext"
+  openssl x509 -req -in "$dir/pki/kubelet-client.csr" -CA "$dir/pki/kubelet-client-ca.crt" \
+    -CAkey "$dir/pki/kubelet-client-ca.key" -CAcreateserial -days 7 \
+    -extfile "$dir/pki/kubelet-client.ext" -out "$dir/pki/kubelet-client.crt" 2>/dev/null
   cat >"$dir/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -163,16 +184,21 @@ EOF
     --service-account-key-file "$dir/pki/sa.key" \
     --service-account-signing-key-file "$dir/pki/sa.key" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-    --audit-log-maxsize 100
+    --audit-log-maxsize 100 \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$dir/pki/kubelet-client.crt" \
+    --kubelet-client-key "$dir/pki/kubelet-client.key"
   wait_for "$dir" "kube-apiserver /readyz" \
     "curl -fsS --cacert '$dir/pki/apiserver.crt' -H 'Authorization: Bearer $token' '$server/readyz'" || return 1
   write_kubeconfig "$dir/kubeconfig" "$server" "$dir/pki/apiserver.crt" admin "$token"
   write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
     system:kube-controller-manager "$kcm_token"
+  write_kubeconfig "$dir/node.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
+    "system:node:$NODE_NAME" "$node_token"
 
   start_daemon "$dir" kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false --secure-port 0 \
-    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller \
+    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,node-lifecycle-controller \
     --service-account-private-key-file "$dir/pki/sa.key" \
     --root-ca-file "$dir/pki/apiserver.crt"
   # The serviceaccount controller creating `default` in `default` proves the controllers run.
@@ -185,6 +211,9 @@ TESTENV_APISERVER=$server
 TESTENV_APISERVER_CA=$dir/pki/apiserver.crt
 TESTENV_AUDIT_LOG=$dir/audit.log
 TESTENV_KUBECTL=$KUBECTL
+TESTENV_APISERVER_PORT=$apiserver_port
+TESTENV_NODE_KUBECONFIG=$dir/node.kubeconfig
+TESTENV_KUBELET_CLIENT_CA=$dir/pki/kubelet-client-ca.crt
 EOF
 }
 
@@ -266,7 +295,8 @@ start_component() {
   case "$component" in
     control-plane) start_control_plane ;;
     azurite | azurite-oauth) start_azurite "$component" ;;
-    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth)" ;;
+    node) start_node ;;
+    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth, node)" ;;
   esac
   log "$component: ready in $((SECONDS - started)) s"
 }
@@ -276,7 +306,7 @@ write_env_sh() {
   local component
   {
     echo "# Written by hack/testenv.sh; source it to use the running test environment."
-    for component in control-plane azurite azurite-oauth; do
+    for component in control-plane azurite azurite-oauth node; do
       [[ -f "$STATE/$component/env" ]] || continue
       if [[ "$component" == azurite-oauth ]]; then
         sed -e 's/^AZURITE_/AZURITE_OAUTH_/' -e 's/^/export /' "$STATE/$component/env"
@@ -292,18 +322,25 @@ shift || true
 case "$cmd" in
   up)
     (( $# )) || set -- control-plane azurite
-    # Components are independent: start them side by side.
-    started=$SECONDS waits=()
-    for component in "$@"; do start_component "$component" & waits+=("$!"); done
+    # Components are independent: start them side by side; the node joins the control plane
+    # once it is up.
+    started=$SECONDS waits=() with_node=false
+    for component in "$@"; do
+      if [[ "$component" == node ]]; then with_node=true; continue; fi
+      start_component "$component" & waits+=("$!")
+    done
     failed=0
     for pid in "${waits[@]}"; do wait "$pid" || failed=1; done
     (( failed == 0 )) || die "the test environment did not start (see above); 'make testenv-down' cleans up"
+    if $with_node; then
+      start_component node || die "the node did not start (see above); 'make testenv-down' cleans up"
+    fi
     write_env_sh
     log "test environment up in $((SECONDS - started)) s"
     log "test environment ready: source $STATE/env.sh"
     ;;
   down)
-    (( $# )) || set -- control-plane azurite azurite-oauth
+    (( $# )) || set -- node control-plane azurite azurite-oauth
     for component in "$@"; do stop_component "$component"; done
     rm -f "$STATE/env.sh"
     rmdir "$STATE" 2>/dev/null || true
@@ -328,7 +365,7 @@ case "$cmd" in
     write_kubeconfig "$3" "$TESTENV_APISERVER" "$TESTENV_APISERVER_CA" "system:serviceaccount:$1:$2" "$token"
     ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
