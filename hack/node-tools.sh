@@ -42,4 +42,4 @@ if [[ ! -x "$out/usr/bin/containerd" ]]; then
 fi
 
 build_kubernetes "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin" kubelet kube-scheduler
-"$HACK_DIR/node-images.sh"
+"$HACK_DIR/node-images.sh" >/dev/null

@@ -9,12 +9,14 @@
 pub mod azure;
 pub mod azurite;
 pub mod control_plane;
+pub mod node;
 pub mod process;
 
 pub use azurite::{
     Azurite, AzuriteAccount, AzuriteEndpoints, AzuriteOauth, azurite, azurite_oauth,
 };
 pub use control_plane::{ControlPlane, control_plane, test_namespace};
+pub use node::{Node, node};
 
 /// Polls `check` every 100 ms until it returns `Some`, and returns that value; panics naming
 /// `what` after `timeout`. For conditions the watch-based `kube::runtime::wait` cannot express.

@@ -38,6 +38,11 @@ pub fn repo_root() -> &'static Path {
 
 /// Starts `component` (control-plane, azurite or azurite-oauth) and waits until it is ready.
 pub fn serve(component: &str) -> Served {
+    serve_with(component, &[])
+}
+
+/// [`serve`] with extra environment for `hack/testenv.sh` (e.g. the node's control plane).
+pub fn serve_with(component: &str, env: &[(&str, &std::ffi::OsStr)]) -> Served {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
@@ -55,6 +60,7 @@ pub fn serve(component: &str) -> Served {
         .arg("serve")
         .arg(component)
         .env("TESTENV_STATE", &state_dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
