@@ -33,6 +33,11 @@ node_unsupported_reason() {
   command -v python3 >/dev/null || { echo "the worker node needs python3 (its apiserver relay)"; return; }
 }
 
+all_alive() {
+  local pid name
+  while read -r pid name; do alive "$pid" || return 1; done <"$1"
+}
+
 record_change() { local dir="$1"; shift; echo "$*" >>"$dir/host-changes"; }
 
 start_node_once() {
@@ -177,11 +182,11 @@ start_node() {
     local other
     other="$(cat "$NODE_LOCK")"
     if [[ "$other" != "$dir" && -d "$other" ]]; then
-      if [[ -f "$other/pids" ]] && while read -r pid name; do alive "$pid" || exit 1; done <"$other/pids"; then
+      if [[ -f "$other/pids" ]] && all_alive "$other/pids"; then
         die "node: a node from $other is running on this machine; stop it first (make testenv-down)"
       fi
       log "node: undoing the leftovers of a node that was not stopped ($other)"
-      node_teardown "$other"
+      node_teardown_locked "$other"
       rm -rf "$other"
     fi
   fi
@@ -197,14 +202,22 @@ start_node() {
     done
     node_teardown "$dir"
     rm -rf "$dir"
-    rm -f "$NODE_LOCK"
     die "node did not start (logs were printed above)"
   fi
 }
 
 # Undoes everything start_node changed on the host. Works without the apiserver (the
 # harness may stop the control plane first) and after a crash (reads $dir/host-changes).
+# Holds the node lock, so a node starting meanwhile waits until the host is clean.
 node_teardown() {
+  exec 9>>"$NODE_LOCK.flock"
+  flock -w 120 9 || log "node: teardown proceeds without the node lock"
+  node_teardown_locked "$1"
+  flock -u 9
+  exec 9>&-
+}
+
+node_teardown_locked() {
   local dir="$1" parts sock pid name
   [[ -f "$dir/host-changes" ]] || return 0
   parts="$(node_parts_dir)"
@@ -212,7 +225,7 @@ node_teardown() {
   # The kubelet and scheduler first, so nothing restarts containers.
   if [[ -f "$dir/pids" ]]; then
     while read -r pid name; do
-      [[ "$name" == kubelet || "$name" == kube-scheduler ]] && kill -KILL "$pid" 2>/dev/null
+      if [[ "$name" == kubelet || "$name" == kube-scheduler ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
     done <"$dir/pids"
   fi
   # Every container's processes, then the shims (they outlive containerd otherwise).
@@ -229,7 +242,7 @@ node_teardown() {
   done
   if [[ -f "$dir/pids" ]]; then
     while read -r pid name; do
-      grep -qa -- "$name" "/proc/$pid/cmdline" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+      if grep -qa -- "$name" "/proc/$pid/cmdline" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     done <"$dir/pids"
   fi
   sleep 0.3
@@ -241,7 +254,7 @@ node_teardown() {
     umount "/run/netns/$ns" 2>/dev/null || true
     rm -f "/run/netns/$ns"
   done
-  grep -q "^bridge $NODE_BRIDGE$" "$dir/host-changes" && ip link del "$NODE_BRIDGE" 2>/dev/null
+  if grep -q "^bridge $NODE_BRIDGE$" "$dir/host-changes"; then ip link del "$NODE_BRIDGE" 2>/dev/null || true; fi
   if grep -q "^address $NODE_SERVICE_IP/32 lo$" "$dir/host-changes"; then
     ip addr del "$NODE_SERVICE_IP/32" dev lo 2>/dev/null || true
   fi
@@ -253,16 +266,16 @@ node_teardown() {
     | grep -E "^($dir|/run/containerd)(/|$)" | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-)
   if [[ -d /var/log/containers ]]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$dir/*" -delete 2>/dev/null || true
-    grep -q "^created /var/log/containers$" "$dir/host-changes" && rmdir /var/log/containers 2>/dev/null
+    if grep -q "^created /var/log/containers$" "$dir/host-changes"; then rmdir /var/log/containers 2>/dev/null || true; fi
   fi
-  grep -q "^created /run/containerd$" "$dir/host-changes" && rm -rf /run/containerd
-  grep -q "^created /run/netns$" "$dir/host-changes" && rmdir /run/netns 2>/dev/null
+  if grep -q "^created /run/containerd$" "$dir/host-changes"; then rm -rf /run/containerd; fi
+  if grep -q "^created /run/netns$" "$dir/host-changes"; then rmdir /run/netns 2>/dev/null || true; fi
   local key value
   while read -r key name value; do
     [[ "$key" == sysctl ]] || continue
     [[ "$(sysctl -n "$name" 2>/dev/null)" == "$value" ]] || sysctl -qw "$name=$value" 2>/dev/null || true
   done <"$dir/host-changes"
-  [[ -f "$NODE_LOCK" && "$(cat "$NODE_LOCK")" == "$dir" ]] && rm -f "$NODE_LOCK"
+  if [[ -f "$NODE_LOCK" && "$(cat "$NODE_LOCK")" == "$dir" ]]; then rm -f "$NODE_LOCK"; fi
   rm -f "$dir/host-changes"
   return 0
 }

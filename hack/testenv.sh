@@ -347,7 +347,8 @@ case "$cmd" in
     ;;
   serve)
     (( $# == 1 )) || die "usage: $0 serve COMPONENT"
-    trap 'stop_component "$1"; rmdir "$STATE" 2>/dev/null || true' EXIT
+    served_component="$1" # not "$1" in the trap: an exit inside a function has that function's
+    trap 'stop_component "$served_component"; rmdir "$STATE" 2>/dev/null || true' EXIT
     trap 'exit 130' INT TERM HUP
     start_component "$1"
     echo "READY $STATE/$1/env"

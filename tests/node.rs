@@ -65,7 +65,7 @@ fn deployed() -> &'static str {
             format!(
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
                  resources:\n  - {}\nimages:\n  - name: sas-operator\n    newName: {name}\n    newTag: \"{tag}\"\n",
-                root.join("deploy").display()
+                relative_path(&overlay, &root.join("deploy")).display()
             ),
         )
         .expect("write the overlay");
@@ -87,6 +87,23 @@ fn deployed() -> &'static str {
         );
         image
     })
+}
+
+/// `to` relative to directory `from` (kustomize refuses absolute resource paths).
+fn relative_path(from: &std::path::Path, to: &std::path::Path) -> PathBuf {
+    let from = from.canonicalize().expect("canonical overlay path");
+    let to = to.canonicalize().expect("canonical deploy/ path");
+    let common = from
+        .components()
+        .zip(to.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut relative = PathBuf::new();
+    for _ in from.components().skip(common) {
+        relative.push("..");
+    }
+    relative.extend(to.components().skip(common));
+    relative
 }
 
 async fn operator_pods(client: &kube::Client) -> Vec<Pod> {
@@ -226,16 +243,27 @@ async fn one_replica_leads_and_deleting_its_pod_moves_the_work_to_the_other() {
         .await
         .expect("delete the leader's pod");
     let started = std::time::Instant::now();
-    wait_for(
-        "the standby to take the Lease over",
+    // The leader releases the Lease on SIGTERM; the standby or the Deployment's replacement
+    // pod, whichever retries first, takes it. Never the deleted pod.
+    let new_leader = wait_for(
+        "another operator pod to take the Lease over",
         Duration::from_secs(30),
         || async {
-            (lease_holder(&client).await.as_deref() == Some(standby.as_str())).then_some(())
+            let holder = lease_holder(&client).await.filter(|h| *h != leader)?;
+            let live = operator_pods(&client).await;
+            live.iter()
+                .any(|pod| pod.metadata.name.as_deref() == Some(holder.as_str()))
+                .then_some(holder)
         },
     )
     .await;
     eprintln!(
-        "leader {leader} deleted; {standby} holds the Lease after {:.1} s",
+        "leader {leader} deleted; {new_leader} ({}) holds the Lease after {:.1} s",
+        if new_leader == standby {
+            "the standby"
+        } else {
+            "the replacement pod"
+        },
         started.elapsed().as_secs_f64()
     );
 
@@ -253,13 +281,41 @@ async fn one_replica_leads_and_deleting_its_pod_moves_the_work_to_the_other() {
         &ns,
         &grant(
             "after-failover",
-            json!({"container": {"name": "c1"}}),
+            json!({"container": {"name": "after-failover"}}),
             "rl",
             json!({}),
         ),
     )
     .await;
-    wait_ready(&client, &ns, "after-failover", "True", "TokenValid").await;
+    let grants = Api::<sas_operator::crd::SasGrant>::namespaced(client.clone(), &ns);
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(grant) = grants.get("after-failover").await
+                && operator::ready_of(&grant) == Some(("True".into(), "TokenValid".into()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    if ready.is_err() {
+        let logs = run(
+            "kubectl logs of the operator",
+            common::control_plane().kubectl().args([
+                "logs",
+                "-n",
+                NAMESPACE,
+                "-l",
+                SELECTOR,
+                "--tail=40",
+                "--prefix",
+            ]),
+        );
+        panic!(
+            "the grant created after the failover is not Ready after 30 s; operator logs:\n{logs}"
+        );
+    }
     // The Deployment replaces the deleted pod.
     two_ready_pods(&client).await;
 }
