@@ -28,7 +28,7 @@ const NAMESPACE: &str = "sas-operator";
 const SELECTOR: &str = "app.kubernetes.io/name=sas-operator,app.kubernetes.io/component=controller";
 
 /// Tests that delete or inspect the operator's pods take turns.
-static POD_CHURN: Mutex<()> = Mutex::new(());
+static POD_CHURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn run(what: &str, command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -152,7 +152,7 @@ async fn two_ready_pods(client: &kube::Client) -> Vec<Pod> {
 #[tokio::test]
 async fn deploy_runs_two_ready_replicas_on_the_node_under_its_service_account() {
     let image = deployed();
-    let _turn = POD_CHURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = POD_CHURN.lock().await;
     let plane = common::control_plane();
     let client = plane.client().await;
     let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
@@ -215,7 +215,7 @@ async fn deploy_runs_two_ready_replicas_on_the_node_under_its_service_account() 
 #[tokio::test]
 async fn one_replica_leads_and_deleting_its_pod_moves_the_work_to_the_other() {
     deployed();
-    let _turn = POD_CHURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = POD_CHURN.lock().await;
     let client = common::control_plane().client().await;
     let pods = two_ready_pods(&client).await;
     let names: Vec<String> = pods
@@ -333,7 +333,7 @@ fn proc_status(pid: u32) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn operator_containers_run_as_non_root_on_a_read_only_root_without_capabilities() {
     deployed();
-    let _turn = POD_CHURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = POD_CHURN.lock().await;
     let client = common::control_plane().client().await;
     let pods = two_ready_pods(&client).await;
     for pod in &pods {
