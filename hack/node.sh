@@ -12,12 +12,17 @@
 #     kernel.keys.root_maxkeys, kernel.keys.root_maxbytes): restored to their old values;
 #   - /run/containerd (shim sockets, runc state), /var/log/containers (the kubelet's links),
 #     /run/netns, when they did not exist before;
-#   - mounts (Secret volumes, overlay root filesystems, netns) under those and the state dir.
+#   - mounts (Secret volumes, overlay root filesystems, netns) under those and the state dir;
+#   - where iptables is installed, the kubelet's KUBE-* chains and the rules jumping to them.
 # Everything else (containerd's root, the kubelet's root dir, pod logs, CNI IPAM) lives in the
-# state directory. One node per machine: ports 10250/10248, the bridge and the cluster IP are
+# state directory, except containerd's socket and the kubelet's root dir (in
+# /var/lib/sas-operator-testenv-node: socket paths must be short). One node per machine: ports 10250/10248, the bridge and the cluster IP are
 # the host's; /run/sas-operator-testenv-node names the state dir of the one that runs.
 
 NODE_LOCK=/run/sas-operator-testenv-node
+# containerd's sockets and the kubelet's root dir (it holds sockets too): a unix socket path
+# has at most 104 bytes, too few under a deep target directory. Removed on teardown.
+NODE_HOST_DIR=/var/lib/sas-operator-testenv-node
 NODE_BRIDGE=sastestenv0
 NODE_POD_SUBNET=10.244.0.0/24
 # First address of the control plane's --service-cluster-ip-range: the `kubernetes` Service.
@@ -52,8 +57,8 @@ start_node_once() {
   [[ -n "$node_ip" ]] || { log "node: no global IPv4 address for --node-ip (the kubelet refuses loopback)"; return 1; }
   : >"$dir/pids"
   : >"$dir/host-changes"
-  mkdir -p "$dir/containerd" "$dir/kubelet" "$dir/pod-logs" "$dir/cni/conf" "$dir/cni/ipam" "$dir/volume-plugins"
-  sock="$dir/containerd/containerd.sock"
+  mkdir -p "$dir/containerd" "$dir/pod-logs" "$dir/cni/conf" "$dir/cni/ipam" "$dir/volume-plugins"
+  sock="$NODE_HOST_DIR/containerd.sock"
 
   # Host state this run may change, recorded before it changes.
   local name
@@ -63,7 +68,15 @@ start_node_once() {
   [[ -e /run/containerd ]] || record_change "$dir" "created /run/containerd"
   [[ -e /var/log/containers ]] || record_change "$dir" "created /var/log/containers"
   [[ -e /run/netns ]] || record_change "$dir" "created /run/netns"
+  rm -rf "$NODE_HOST_DIR" && mkdir -m 700 "$NODE_HOST_DIR" "$NODE_HOST_DIR/kubelet"
   ls /run/netns 2>/dev/null | sed 's/^/netns-before /' >>"$dir/host-changes" || true
+  # Where iptables is installed the kubelet adds its chains (KUBE-FIREWALL, canaries, hint).
+  local table
+  for table in filter nat mangle; do
+    if command -v iptables >/dev/null; then
+      iptables -t "$table" -S 2>/dev/null | awk -v t="$table" '$1 == "-N" { print "chain-before " t " " $2 }' >>"$dir/host-changes" || true
+    fi
+  done
 
   cat >"$dir/containerd/config.toml" <<EOF
 version = 2
@@ -147,7 +160,7 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 EOF
   start_daemon "$dir" kubelet "$KUBE_BIN/kubelet" --config "$dir/kubelet-config.yaml" \
-    --kubeconfig "$TESTENV_NODE_KUBECONFIG" --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki" \
+    --kubeconfig "$TESTENV_NODE_KUBECONFIG" --root-dir "$NODE_HOST_DIR/kubelet" --cert-dir "$NODE_HOST_DIR/kubelet/pki" \
     --hostname-override "$NODE_NAME" --node-ip "$node_ip" --v 1
   start_daemon "$dir" kube-scheduler "$KUBE_BIN/kube-scheduler" --kubeconfig "$TESTENV_NODE_KUBECONFIG" \
     --leader-elect=false --secure-port 0
@@ -220,8 +233,15 @@ node_teardown() {
 node_teardown_locked() {
   local dir="$1" parts sock pid name
   [[ -f "$dir/host-changes" ]] || return 0
+  # The host's node is another one (this state is stale): leave the host alone.
+  if [[ -f "$NODE_LOCK" && "$(cat "$NODE_LOCK")" != "$dir" ]] && [[ -f "$(cat "$NODE_LOCK")/pids" ]] \
+    && all_alive "$(cat "$NODE_LOCK")/pids"; then
+    log "node: $(cat "$NODE_LOCK") is the running node; only removing $dir"
+    rm -f "$dir/host-changes"
+    return 0
+  fi
   parts="$(node_parts_dir)"
-  sock="$dir/containerd/containerd.sock"
+  sock="$NODE_HOST_DIR/containerd.sock"
   # The kubelet and scheduler first, so nothing restarts containers.
   if [[ -f "$dir/pids" ]]; then
     while read -r pid name; do
@@ -254,6 +274,21 @@ node_teardown_locked() {
     umount "/run/netns/$ns" 2>/dev/null || true
     rm -f "/run/netns/$ns"
   done
+  # iptables chains the kubelet added, and the rules that jump to them (best effort).
+  local table chain rule
+  if command -v iptables >/dev/null; then
+    for table in filter nat mangle; do
+      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
+        grep -qxF "chain-before $table $chain" "$dir/host-changes" && continue
+        while read -r rule; do
+          # shellcheck disable=SC2086 # a rule is a list of words
+          iptables -t "$table" ${rule/#-A/-D} 2>/dev/null || true
+        done < <(iptables -t "$table" -S 2>/dev/null | grep -- "-j $chain\( \|$\)" || true)
+        iptables -t "$table" -F "$chain" 2>/dev/null || true
+        iptables -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  fi
   if grep -q "^bridge $NODE_BRIDGE$" "$dir/host-changes"; then ip link del "$NODE_BRIDGE" 2>/dev/null || true; fi
   if grep -q "^address $NODE_SERVICE_IP/32 lo$" "$dir/host-changes"; then
     ip addr del "$NODE_SERVICE_IP/32" dev lo 2>/dev/null || true
@@ -263,12 +298,13 @@ node_teardown_locked() {
   while read -r mount_point; do
     umount -l "$mount_point" 2>/dev/null || true
   done < <(awk '{ print $5 }' /proc/self/mountinfo \
-    | grep -E "^($dir|/run/containerd)(/|$)" | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-)
+    | grep -E "^($dir|$NODE_HOST_DIR|/run/containerd)(/|$)" | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-)
   if [[ -d /var/log/containers ]]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$dir/*" -delete 2>/dev/null || true
     if grep -q "^created /var/log/containers$" "$dir/host-changes"; then rmdir /var/log/containers 2>/dev/null || true; fi
   fi
   if grep -q "^created /run/containerd$" "$dir/host-changes"; then rm -rf /run/containerd; fi
+  rm -rf "$NODE_HOST_DIR"
   if grep -q "^created /run/netns$" "$dir/host-changes"; then rmdir /run/netns 2>/dev/null || true; fi
   local key value
   while read -r key name value; do
