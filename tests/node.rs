@@ -181,6 +181,54 @@ async fn deploy_runs_two_ready_replicas_on_the_node_under_its_service_account() 
         assert_eq!(container.restart_count, 0, "{container:?}");
         assert!(container.ready, "{container:?}");
     }
+    // The kubelet ran both probes on both pods and none failed (its prober metrics).
+    let node_name = common::node().name.clone();
+    let pod_names: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let probe_counts = wait_for(
+        "successful liveness and readiness probes of both pods",
+        Duration::from_secs(60),
+        || async {
+            let metrics = run(
+                "kubectl get --raw .../proxy/metrics/probes",
+                plane.kubectl().args([
+                    "get",
+                    "--raw",
+                    &format!("/api/v1/nodes/{node_name}/proxy/metrics/probes"),
+                ]),
+            );
+            let count = |pod: &str, probe: &str, result: &str| -> f64 {
+                metrics
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("prober_probe_total{")
+                            && l.contains(&format!("pod=\"{pod}\""))
+                            && l.contains(&format!("probe_type=\"{probe}\""))
+                            && l.contains(&format!("result=\"{result}\""))
+                    })
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            let mut summary = Vec::new();
+            for pod in &pod_names {
+                for probe in ["Liveness", "Readiness"] {
+                    let (ok, failed) =
+                        (count(pod, probe, "successful"), count(pod, probe, "failed"));
+                    assert_eq!(failed, 0.0, "{probe} probe of {pod} failed:\n{metrics}");
+                    if ok < 1.0 {
+                        return None;
+                    }
+                    summary.push(format!("{pod} {probe}: {ok} successful"));
+                }
+            }
+            Some(summary)
+        },
+    )
+    .await;
+    eprintln!("{}", probe_counts.join("\n"));
+
     // The API server saw the pods' own bound ServiceAccount tokens (the token names its pod).
     let pod_names: Vec<String> = pods
         .iter()
