@@ -14,10 +14,14 @@
 #     /run/netns, when they did not exist before;
 #   - mounts (Secret volumes, overlay root filesystems, netns) under those and the state dir;
 #   - where iptables is installed, the kubelet's KUBE-* chains and the rules jumping to them.
-# Everything else (containerd's root, the kubelet's root dir, pod logs, CNI IPAM) lives in the
-# state directory, except containerd's socket and the kubelet's root dir (in
-# /var/lib/sas-operator-testenv-node: socket paths must be short). One node per machine: ports 10250/10248, the bridge and the cluster IP are
-# the host's; /run/sas-operator-testenv-node names the state dir of the one that runs.
+# Everything else (containerd's root, pod logs, CNI IPAM) lives in the state directory, except
+# containerd's socket and the kubelet's root dir, in /var/lib/sas-operator-testenv-node
+# (socket paths must be short), removed on teardown. One node per machine: ports 10250/10248,
+# the bridge and the cluster IP are the host's; /run/sas-operator-testenv-node names the
+# state dir of the one that runs.
+#
+# Exposure: the kubelet listens on the node IP but accepts only client certificates from the
+# control plane's own CA; the apiserver relay admits only pods' and loopback addresses.
 
 NODE_LOCK=/run/sas-operator-testenv-node
 # containerd's sockets and the kubelet's root dir (it holds sockets too): a unix socket path
@@ -129,7 +133,7 @@ EOF
     record_change "$dir" "address $NODE_SERVICE_IP/32 lo"
   fi
   start_daemon "$dir" forward.py python3 "$HACK_DIR/node/forward.py" \
-    "$NODE_SERVICE_IP" 443 127.0.0.1 "$TESTENV_APISERVER_PORT"
+    "$NODE_SERVICE_IP" 443 127.0.0.1 "$TESTENV_APISERVER_PORT" "$NODE_POD_SUBNET" 127.0.0.0/8 "$NODE_SERVICE_IP/32"
   # The apiserver's certificate names the cluster IP, so pods verify it as they would anywhere.
   wait_for "$dir" "the apiserver relay on $NODE_SERVICE_IP:443" \
     "curl -fsS --cacert '$TESTENV_APISERVER_CA' https://$NODE_SERVICE_IP/livez" || return 1

@@ -4,9 +4,13 @@ Pods reach the API server at the Service's cluster IP (the in-cluster default,
 KUBERNETES_SERVICE_HOST); the test control plane listens on loopback only, which a pod's
 network namespace cannot reach. The node puts the cluster IP on the host and this relays it.
 
-    python3 forward.py LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT
+    python3 forward.py LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT ALLOWED_CIDR...
+
+Connections from addresses outside ALLOWED_CIDR (the pod subnet, loopback) are closed at once:
+the cluster IP is a local address, which Linux answers on every interface.
 """
 import asyncio
+import ipaddress
 import sys
 
 
@@ -21,8 +25,12 @@ async def pipe(reader, writer):
         writer.close()
 
 
-async def main(listen_host, listen_port, target_host, target_port):
+async def main(listen_host, listen_port, target_host, target_port, allowed):
     async def handle(client_reader, client_writer):
+        peer = ipaddress.ip_address(client_writer.get_extra_info("peername")[0])
+        if not any(peer in network for network in allowed):
+            client_writer.close()
+            return
         try:
             server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
         except OSError:
@@ -38,4 +46,5 @@ async def main(listen_host, listen_port, target_host, target_port):
 
 if __name__ == "__main__":
     host, port, target, target_port = sys.argv[1:5]
-    asyncio.run(main(host, int(port), target, int(target_port)))
+    allowed = [ipaddress.ip_network(cidr) for cidr in sys.argv[5:]]
+    asyncio.run(main(host, int(port), target, int(target_port), allowed))
