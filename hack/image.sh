@@ -12,6 +12,12 @@ out_dir="$REPO_ROOT/target/image"
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 [[ -f "$ca_bundle" ]] || die "image: $ca_bundle missing (Debian: apt-get install ca-certificates)"
 
+# Run from a test (`cargo test` exports its package's CARGO_PKG_*, CARGO_MANIFEST_DIR, ...),
+# those variables would differ from a shell's, and build scripts that watch them (ring's)
+# would make every alternation a full rebuild. The Dockerfile's build has none of them.
+while read -r var; do unset "$var"; done < <(compgen -e \
+  | grep -E '^(CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|TARGET_TMPDIR|PRIMARY_PACKAGE|CFG_|RUSTC_CURRENT_DIR)|OUT_DIR$)' || true)
+
 # As the Dockerfile's build stage does it, on this machine's host triple.
 target="$(rustc -vV | sed -n 's/^host: //p')"
 log "image: cargo build --release --target $target (static; the first time takes minutes)"
