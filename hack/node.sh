@@ -161,7 +161,7 @@ makeIPTablesUtilChains: false
 # and do not evict pods because a shared build machine's disk is fuller than a node's.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+evictionHard: {memory.available: "1Mi", nodefs.available: "100Mi", imagefs.available: "100Mi", nodefs.inodesFree: "1%"}
 EOF
   start_daemon "$dir" kubelet "$KUBE_BIN/kubelet" --config "$dir/kubelet-config.yaml" \
     --kubeconfig "$TESTENV_NODE_KUBECONFIG" --root-dir "$NODE_HOST_DIR/kubelet" --cert-dir "$NODE_HOST_DIR/kubelet/pki" \

@@ -69,14 +69,14 @@ fn built_image() -> (Value, Vec<String>) {
     let config: Value = serde_json::from_slice(&read(&config_name)).expect("image config");
     let layers = manifest[0]["Layers"].as_array().expect("Layers");
     assert_eq!(layers.len(), 1, "scratch plus one layer");
-    let layer = std::env::temp_dir().join(format!("sas-operator-layer-{}.tar", std::process::id()));
-    std::fs::write(&layer, read(layers[0].as_str().unwrap())).expect("write the layer");
+    // Tests run in parallel: each gets its own file.
+    let layer = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(layer.path(), read(layers[0].as_str().unwrap())).expect("write the layer");
     let listing = Command::new("tar")
         .args(["-tvf"])
-        .arg(&layer)
+        .arg(layer.path())
         .output()
         .expect("list the layer");
-    std::fs::remove_file(&layer).ok();
     // "-rwxr-xr-x 0/0 123 1970-01-01 00:00 ./sas-operator" -> "-rwxr-xr-x 0/0 /sas-operator"
     let files = String::from_utf8_lossy(&listing.stdout)
         .lines()
