@@ -36,7 +36,7 @@ fmt:
 	$(CARGO) fmt --all
 
 crds:
-	$(CARGO) run --quiet -- crd > crds/sasgrant.yaml
+	$(CARGO) run --quiet -- crd --output-dir crds
 
 bench:
 	$(CARGO) bench

@@ -52,7 +52,21 @@ pub struct RunConfig {
     /// anyway (releasing the Lease then takes at most the renew deadline).
     #[arg(long, env = "SAS_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::crd::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// Where `ClusterSasIssuer` credentials (key Secrets, ServiceAccounts) live. Default: the
+    /// operator's own namespace (`POD_NAMESPACE`).
+    #[arg(long, env = "SAS_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
     /// Leader election on/off, Lease name, namespace, identity and timing of the leader election.
     #[command(flatten)]
     pub lease: Box<crate::leader::LeaseArgs>,
+}
+
+impl RunConfig {
+    /// `--cluster-resource-namespace`, else the operator's own namespace (`POD_NAMESPACE`).
+    pub fn cluster_resource_namespace(&self) -> Option<String> {
+        self.cluster_resource_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|namespace| !namespace.is_empty())
+    }
 }

@@ -92,12 +92,10 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let cluster = KubeCluster::new(client.clone(), recorder, claim);
-    let ctx = Arc::new(Context::new(
-        cluster,
-        config.clock_skew,
-        metrics,
-        reconcile_timeout,
-    ));
+    let ctx = Arc::new(
+        Context::new(cluster, config.clock_skew, metrics, reconcile_timeout)
+            .with_cluster_resource_namespace(config.cluster_resource_namespace()),
+    );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -366,7 +364,11 @@ fn grants_touched_by(
         .into_iter()
         .filter(|grant| {
             grant.namespace().as_deref() == Some(namespace.as_str())
-                && grant.spec.storage_account.key_secret_ref.name == name
+                && grant
+                    .spec
+                    .storage_account
+                    .as_ref()
+                    .is_some_and(|account| account.key_secret_ref.name == name)
         })
         .map(|grant| ObjectRef::from(grant.as_ref()));
     owners.chain(signers).collect()

@@ -1,15 +1,16 @@
 //! The committed CRD YAML is generated from the Rust types and must not drift from them.
 
 #[test]
-fn committed_crd_matches_the_rust_types() {
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sasgrant.yaml"))
-            .expect("crds/sasgrant.yaml is committed");
-    let generated = sas_operator::crd::crd_yaml();
-    assert!(
-        committed == generated,
-        "crds/sasgrant.yaml is stale: run `make crds` and commit the result"
-    );
+fn committed_crds_match_the_rust_types() {
+    for (file, generated) in sas_operator::crd::crd_files() {
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("crds/{file} is committed: {err}"));
+        assert!(
+            committed == generated,
+            "crds/{file} is stale: run `make crds` and commit the result"
+        );
+    }
 }
 
 #[test]

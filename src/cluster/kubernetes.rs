@@ -9,7 +9,7 @@ use kube::{
 use serde_json::json;
 
 use super::{Cluster, GrantEvent, Severity};
-use crate::crd::{SasGrant, SasGrantStatus};
+use crate::crd::{ClusterSasIssuer, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 use crate::leader::LeadershipClaim;
 use crate::reconcile::FIELD_MANAGER;
@@ -60,6 +60,29 @@ impl Cluster for KubeCluster {
 
     async fn target_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
         Ok(self.secrets(namespace).get_opt(name).await?)
+    }
+
+    async fn sas_issuer(&self, namespace: &str, name: &str) -> Result<Option<SasIssuer>, Error> {
+        Ok(Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await?)
+    }
+
+    async fn cluster_sas_issuer(&self, name: &str) -> Result<Option<ClusterSasIssuer>, Error> {
+        Ok(Api::<ClusterSasIssuer>::all(self.client.clone())
+            .get_opt(name)
+            .await?)
+    }
+
+    async fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
+        // Metadata only: the labels are all a selector needs.
+        let found = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .get_metadata_opt(name)
+            .await?;
+        Ok(found.map(|namespace| namespace.metadata.labels.unwrap_or_default()))
     }
 
     async fn create_secret(&self, secret: &Secret) -> Result<(), Error> {

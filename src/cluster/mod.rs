@@ -15,7 +15,7 @@ use std::future::Future;
 use k8s_openapi::api::core::v1::Secret;
 
 pub use self::kubernetes::KubeCluster;
-use crate::crd::{SasGrant, SasGrantStatus};
+use crate::crd::{ClusterSasIssuer, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 
 /// Whether an Event reports normal progress or a problem.
@@ -67,6 +67,26 @@ pub trait Cluster: Send + Sync + 'static {
         grant: &SasGrant,
         status: &SasGrantStatus,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A `SasIssuer` of `namespace`, if it exists.
+    fn sas_issuer(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SasIssuer>, Error>> + Send;
+
+    /// A `ClusterSasIssuer`, if it exists.
+    fn cluster_sas_issuer(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ClusterSasIssuer>, Error>> + Send;
+
+    /// The labels of a namespace (for a `ClusterSasIssuer`'s `allowedNamespaces`), if it
+    /// exists.
+    fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeMap<String, String>>, Error>> + Send;
 
     /// Publishes an Event about a grant.
     fn publish(

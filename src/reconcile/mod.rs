@@ -24,7 +24,7 @@ use self::schedule::Renewal;
 use self::secret::SignedToken;
 use self::status::{Outcome, TokenFacts};
 use crate::cluster::{Cluster, GrantEvent, Severity};
-use crate::crd::SasGrant;
+use crate::crd::{SasGrant, SasGrantSpec};
 use crate::error::Error;
 use crate::sas::{self, SigningKey};
 
@@ -45,6 +45,8 @@ pub struct Context<C> {
     pub timeout: Duration,
     /// Consecutive failures per grant uid, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where `ClusterSasIssuer` credentials live (`--cluster-resource-namespace`).
+    pub cluster_resource_namespace: Option<String>,
 }
 
 impl<C: Cluster> Context<C> {
@@ -61,7 +63,14 @@ impl<C: Cluster> Context<C> {
             metrics,
             timeout,
             failures: Mutex::default(),
+            cluster_resource_namespace: None,
         }
+    }
+
+    /// Sets where `ClusterSasIssuer` credentials live.
+    pub fn with_cluster_resource_namespace(mut self, namespace: Option<String>) -> Self {
+        self.cluster_resource_namespace = namespace;
+        self
     }
 
     /// Now, in whole seconds: SAS times have second precision, and `expiresAt` must equal the
@@ -198,15 +207,23 @@ async fn sync<C: Cluster>(
         .ok_or_else(|| Error::InvalidGrant("SasGrant has no namespace".into()))?;
     let name = grant.name_any();
     let uid = grant.uid().unwrap_or_default();
-    let key_secret = ctx
-        .cluster
-        .key_secret(&namespace, &plan.key_secret)
-        .await?
-        .ok_or_else(|| Error::KeySecretNotFound {
-            name: plan.key_secret.clone(),
-        })?;
-    let key =
-        crate::credentials::signing_key(&key_secret, &namespace, &plan.key_secret, &plan.key_name)?;
+    let resolved = crate::issuer::resolve(
+        &ctx.cluster,
+        &namespace,
+        &plan.credential,
+        ctx.cluster_resource_namespace.as_deref(),
+    )
+    .await?;
+    let key = resolved.key;
+    // The spec as signed: with an issuer, its `storageAccount` is the issuer's, so a change to
+    // the issuer's account or endpoints changes the inputs hash and re-signs.
+    let spec = match &plan.credential {
+        grant::CredentialSource::Inline { .. } => grant.spec.clone(),
+        grant::CredentialSource::Issuer(_) => SasGrantSpec {
+            storage_account: Some(resolved.account),
+            ..grant.spec.clone()
+        },
+    };
 
     let existing = ctx
         .cluster
@@ -220,7 +237,7 @@ async fn sync<C: Cluster>(
         });
     }
 
-    let inputs_hash = secret::inputs_hash(&grant.spec, &plan.target_secret, &key);
+    let inputs_hash = secret::inputs_hash(&spec, &plan.target_secret, &key);
     let renewal = Renewal::of(&uid, plan.validity, plan.renew_before);
     let mac_key = secret::SecretMacKey::derive(&key);
     let issued = existing
@@ -245,13 +262,13 @@ async fn sync<C: Cluster>(
         Decision::Sign(reason) => reason,
     };
 
-    let params = plan.sas_params(&grant.spec, now, ctx.backdate)?;
+    let params = plan.sas_params(&spec, now, ctx.backdate)?;
     let signed = sas::sign(&params, &SigningKey::Account(key))?;
     let expires_at = params.expiry.expect("the plan always sets an expiry");
     let services = plan
         .services()
         .into_iter()
-        .map(|service| (service, grant::endpoint(&grant.spec, service)))
+        .map(|service| (service, grant::endpoint(&spec, service)))
         .collect();
     let token = SignedToken {
         token: signed.token,

@@ -218,7 +218,7 @@ async fn a_foreign_secret_recreated_between_read_and_write_is_not_taken_over() {
 async fn a_missing_key_secret_is_reported_in_status_with_a_warning() {
     let ctx = context();
     let mut spec = grant(serde_json::json!({}));
-    spec.spec.storage_account.key_secret_ref.name = "absent".into();
+    spec.spec.storage_account.as_mut().unwrap().key_secret_ref.name = "absent".into();
     let err = run(&spec, &ctx).await.unwrap_err();
     assert_eq!(err.category(), "KeySecretNotFound");
     let writes = ctx.cluster.writes();
@@ -305,4 +305,146 @@ async fn a_spec_that_renews_almost_at_once_is_still_requeued_after_the_minimum_t
     if let Ok(action) = action {
         assert_eq!(action, Action::requeue(Duration::from_secs(360)));
     }
+}
+
+// ----- issuers -----
+
+const PLATFORM: &str = "sas-operator";
+
+/// A context whose cluster holds a `ClusterSasIssuer` `platform` with its key Secret in the
+/// cluster resource namespace, allowing namespaces labelled `storage-access=granted`; the
+/// grant's namespace carries `labels`.
+fn cluster_issuer_context(labels: &[(&str, &str)]) -> Arc<Context<FakeCluster>> {
+    let cluster = FakeCluster::default();
+    let mut platform_key = key_secret();
+    platform_key.metadata.namespace = Some(PLATFORM.into());
+    platform_key.metadata.name = Some("platform-keys".into());
+    cluster.put_secret(platform_key);
+    let issuer: crate::crd::ClusterSasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "ClusterSasIssuer",
+        "metadata": {"name": "platform"},
+        "spec": {
+            "storageAccount": {"name": "platformacct"},
+            "accountKey": {"secretRef": {"name": "platform-keys", "key": "key1"}},
+            "allowedNamespaces": {"matchLabels": {"storage-access": "granted"}},
+        }
+    }))
+    .unwrap();
+    cluster.put_cluster_sas_issuer(issuer);
+    cluster.put_namespace(NS, labels);
+    let mut ctx = Context::new(
+        cluster,
+        Duration::from_secs(900),
+        Metrics::new(),
+        Duration::from_secs(5),
+    )
+    .with_cluster_resource_namespace(Some(PLATFORM.into()));
+    ctx.clock = Arc::new(now);
+    Arc::new(ctx)
+}
+
+fn issued_grant(kind: &str, name: &str) -> SasGrant {
+    let mut grant = grant(serde_json::json!({"issuerRef": {"kind": kind, "name": name}}));
+    grant.spec.storage_account = None;
+    grant
+}
+
+fn ready_reason(grant: SasGrant, writes: &[Write]) -> (String, String) {
+    let status = with_written_status(grant, writes).status;
+    let ready = status::ready_condition(status.as_ref()).expect("a Ready condition");
+    (ready.status.clone(), ready.reason.clone())
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_signs_for_an_allowed_namespace_with_the_key_of_its_own_namespace() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    run(&grant, &ctx).await.unwrap();
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["create Secret", "Event", "status"]);
+    assert_eq!(
+        ctx.cluster.secret_reads()[0],
+        (PLATFORM.to_string(), "platform-keys".to_string())
+    );
+    let secret = ctx.cluster.secret(NS, "app").unwrap();
+    let connection =
+        String::from_utf8(secret.data.as_ref().unwrap()["connectionString"].0.clone()).unwrap();
+    assert!(
+        connection.contains("https://platformacct.blob.core.windows.net"),
+        "signed for the issuer's account: {connection}"
+    );
+    assert_eq!(
+        ready_reason(grant, &writes),
+        ("True".into(), "TokenValid".into())
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_refuses_a_namespace_it_does_not_allow_without_reading_its_key() {
+    let ctx = cluster_issuer_context(&[("storage-access", "denied")]);
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    run(&grant, &ctx).await.unwrap_err();
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["Event", "status"]);
+    assert_eq!(
+        ready_reason(grant, &writes),
+        ("False".into(), "IssuerNotAllowed".into())
+    );
+    assert!(
+        ctx.cluster.secret_reads().is_empty(),
+        "read {:?}",
+        ctx.cluster.secret_reads()
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_without_allowed_namespaces_serves_no_namespace() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    let mut issuer = ctx
+        .cluster
+        .cluster_sas_issuer("platform")
+        .await
+        .unwrap()
+        .unwrap();
+    issuer.spec.allowed_namespaces = None;
+    ctx.cluster.put_cluster_sas_issuer(issuer);
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(
+        ready_reason(grant, &ctx.cluster.writes()),
+        ("False".into(), "IssuerNotAllowed".into())
+    );
+    assert!(ctx.cluster.secret_reads().is_empty());
+}
+
+#[tokio::test]
+async fn a_sas_issuer_is_looked_up_only_in_the_grants_namespace() {
+    let ctx = context();
+    let elsewhere: crate::crd::SasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": "other-team"},
+        "spec": {
+            "storageAccount": {"name": "acct"},
+            "accountKey": {"secretRef": {"name": "keys"}},
+        }
+    }))
+    .unwrap();
+    ctx.cluster.put_sas_issuer(elsewhere.clone());
+    let grant = issued_grant("SasIssuer", "team");
+    run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(
+        ready_reason(grant.clone(), &ctx.cluster.writes()),
+        ("False".into(), "IssuerNotFound".into())
+    );
+
+    let mut here = elsewhere;
+    here.metadata.namespace = Some(NS.into());
+    ctx.cluster.put_sas_issuer(here);
+    run(&grant, &ctx).await.unwrap();
+    assert_eq!(
+        ready_reason(grant, &ctx.cluster.writes()),
+        ("True".into(), "TokenValid".into())
+    );
 }
