@@ -349,7 +349,13 @@ async fn a_new_account_key_is_signed_with_within_ten_seconds() {
         json!({}),
     );
     grant.spec.storage_account.as_mut().unwrap().name = second.name.clone();
-    grant.spec.storage_account.as_mut().unwrap().key_secret_ref.name = "rotating-keys".into();
+    grant
+        .spec
+        .storage_account
+        .as_mut()
+        .unwrap()
+        .key_secret_ref
+        .name = "rotating-keys".into();
     let endpoint = azurite.endpoints_for(&second.name).blob;
     grant.spec.storage_account.as_mut().unwrap().endpoints = Some(sas_operator::crd::Endpoints {
         blob: Some(endpoint.clone()),

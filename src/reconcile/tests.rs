@@ -218,7 +218,12 @@ async fn a_foreign_secret_recreated_between_read_and_write_is_not_taken_over() {
 async fn a_missing_key_secret_is_reported_in_status_with_a_warning() {
     let ctx = context();
     let mut spec = grant(serde_json::json!({}));
-    spec.spec.storage_account.as_mut().unwrap().key_secret_ref.name = "absent".into();
+    spec.spec
+        .storage_account
+        .as_mut()
+        .unwrap()
+        .key_secret_ref
+        .name = "absent".into();
     let err = run(&spec, &ctx).await.unwrap_err();
     assert_eq!(err.category(), "KeySecretNotFound");
     let writes = ctx.cluster.writes();
