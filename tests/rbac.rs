@@ -157,6 +157,11 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     wait_ready(client, ns, "foreign", "False", "SecretNotOwned").await;
     wait_for_event(client, ns, "foreign", "SecretNotOwned", 1).await;
 
+    // Issuers: a SasIssuer of the namespace (get sasissuers), and a ClusterSasIssuer with its
+    // key in the operator's namespace that allows this namespace by label (get
+    // clustersasissuers, get namespaces).
+    issued_grants_are_signed(client, ns, &container).await;
+
     // Break the key, fix it, break it the same way again: the same Warning twice.
     set_key(client, ns, "this is not a key!").await;
     wait_ready(client, ns, "g", "False", "KeyNotBase64").await;
@@ -175,6 +180,69 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
         "the broken key must leave the last valid token in place"
     );
     latest
+}
+
+async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
+    let azurite = common::azurite();
+    let account = json!({"name": azurite.account, "endpoints": {"blob": azurite.blob_endpoint}});
+    let apply = PatchParams::apply("sas-operator-tests").force();
+    let issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": ns},
+        "spec": {"storageAccount": account, "accountKey": {"secretRef": {"name": "azurite-keys"}}},
+    });
+    Api::<sas_operator::crd::SasIssuer>::namespaced(client.clone(), ns)
+        .patch("team", &apply, &Patch::Apply(&issuer))
+        .await
+        .expect("apply the SasIssuer");
+    create_secret(
+        client,
+        OPERATOR_NAMESPACE,
+        &key_secret("rbac-platform-keys", &[("key1", &azurite.key)]),
+    )
+    .await;
+    let cluster_issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "ClusterSasIssuer",
+        "metadata": {"name": "rbac-platform"},
+        "spec": {
+            "storageAccount": account,
+            "accountKey": {"secretRef": {"name": "rbac-platform-keys"}},
+            "allowedNamespaces": {"matchLabels": {"storage-access": "rbac"}},
+        },
+    });
+    Api::<sas_operator::crd::ClusterSasIssuer>::all(client.clone())
+        .patch("rbac-platform", &apply, &Patch::Apply(&cluster_issuer))
+        .await
+        .expect("apply the ClusterSasIssuer");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"storage-access": "rbac"}}})),
+        )
+        .await
+        .expect("label the namespace");
+    for (name, kind, issuer) in [
+        ("by-issuer", "SasIssuer", "team"),
+        ("by-cluster-issuer", "ClusterSasIssuer", "rbac-platform"),
+    ] {
+        let grant: SasGrant = serde_json::from_value(json!({
+            "apiVersion": "sas-operator.io/v1alpha1",
+            "kind": "SasGrant",
+            "metadata": {"name": name},
+            "spec": {
+                "issuerRef": {"kind": kind, "name": issuer},
+                "resource": {"container": {"name": container}},
+                "permissions": "rl",
+                "protocol": "https,http",
+            },
+        }))
+        .unwrap();
+        create_grant(client, ns, &grant).await;
+        wait_ready(client, ns, name, "True", "TokenValid").await;
+    }
 }
 
 async fn set_key(client: &Client, ns: &str, key: &str) {
