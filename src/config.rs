@@ -56,6 +56,22 @@ pub struct RunConfig {
     /// operator's own namespace (`POD_NAMESPACE`).
     #[arg(long, env = "SAS_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
     pub cluster_resource_namespace: Option<String>,
+    /// The Microsoft Entra authority host of workload identity issuers, as Azure's SDKs name it.
+    #[arg(
+        long,
+        env = "AZURE_AUTHORITY_HOST",
+        default_value = crate::issuer::identity::DEFAULT_AUTHORITY_HOST
+    )]
+    pub authority_host: String,
+    /// PEM CA bundles trusted, besides the system's roots, for the authority host and the
+    /// storage endpoints of workload identity issuers (a private cloud's, an emulator's).
+    /// Repeat or comma-separate.
+    #[arg(long, env = "SAS_OPERATOR_EXTRA_CA_FILE", value_delimiter = ',')]
+    pub extra_ca_file: Vec<std::path::PathBuf>,
+    /// The longest lifetime a user delegation key is requested for (Azure allows 7 days);
+    /// also the longest validity of a workload identity grant.
+    #[arg(long, env = "SAS_OPERATOR_MAX_USER_DELEGATION_KEY_LIFETIME", default_value = "168h", value_parser = crate::crd::parse_duration)]
+    pub max_user_delegation_key_lifetime: std::time::Duration,
     /// Leader election on/off, Lease name, namespace, identity and timing of the leader election.
     #[command(flatten)]
     pub lease: Box<crate::leader::LeaseArgs>,

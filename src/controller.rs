@@ -92,9 +92,13 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let cluster = KubeCluster::new(client.clone(), recorder, claim);
+    let identity =
+        crate::issuer::identity::IdentityClient::new(&config.authority_host, &config.extra_ca_file)
+            .map_err(Error::Config)?;
     let ctx = Arc::new(
         Context::new(cluster, config.clock_skew, metrics, reconcile_timeout)
-            .with_cluster_resource_namespace(config.cluster_resource_namespace()),
+            .with_cluster_resource_namespace(config.cluster_resource_namespace())
+            .with_workload_identity(Some(identity), config.max_user_delegation_key_lifetime),
     );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]

@@ -188,6 +188,16 @@ impl Cluster for FakeCluster {
         Ok(self.namespaces.lock().unwrap().get(name).cloned())
     }
 
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        _audience: &str,
+        _seconds: i64,
+    ) -> Result<String, Error> {
+        Ok(format!("fake-token-of-{namespace}-{name}"))
+    }
+
     async fn create_secret(&self, secret: &Secret) -> Result<(), Error> {
         self.may_write()?;
         let namespace = secret.metadata.namespace.clone().unwrap_or_default();

@@ -85,6 +85,38 @@ impl Cluster for KubeCluster {
         Ok(found.map(|namespace| namespace.metadata.labels.unwrap_or_default()))
     }
 
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+        seconds: i64,
+    ) -> Result<String, Error> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        // Not a write to any object the operator manages, but it mints a credential: only the
+        // leader may.
+        self.may_write()?;
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![audience.to_string()],
+                expiration_seconds: Some(seconds),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let issued = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+            self.client.clone(),
+            namespace,
+        )
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+        issued
+            .status
+            .map(|status| status.token)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Error::InvalidGrant("TokenRequest returned no token".into()))
+    }
+
     async fn create_secret(&self, secret: &Secret) -> Result<(), Error> {
         self.may_write()?;
         let params = PostParams {

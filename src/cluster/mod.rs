@@ -88,6 +88,16 @@ pub trait Cluster: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<std::collections::BTreeMap<String, String>>, Error>> + Send;
 
+    /// A token of ServiceAccount `namespace/name` for `audience`, valid `seconds` (TokenRequest).
+    /// The token is a credential: never logged or shown.
+    fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+        seconds: i64,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+
     /// Publishes an Event about a grant.
     fn publish(
         &self,

@@ -8,7 +8,12 @@
 //! credential is read.
 
 pub mod identity;
+pub mod keys;
 pub mod selector;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use crate::cluster::Cluster;
 use crate::crd::{
@@ -18,7 +23,10 @@ use crate::crd::{
 use crate::error::Error;
 use crate::reconcile::grant::CredentialSource;
 use crate::reconcile::validate;
-use crate::sas::AccountKey;
+use crate::sas::{AccountKey, Resource, SigningKey};
+
+use self::identity::{IdentityClient, IdentityError};
+use self::keys::DelegationKeys;
 
 /// What a grant signs with, once its issuer is resolved.
 #[derive(Debug, Clone)]
@@ -26,7 +34,33 @@ pub struct Resolved {
     /// The account as an inline `storageAccount` would name it (name, endpoints, and the key
     /// reference): what the grant's token is signed for and its inputs hash covers.
     pub account: StorageAccount,
-    pub key: AccountKey,
+    pub key: SigningKey,
+}
+
+impl Resolved {
+    /// The secret the grant's Secret MAC and inputs hash are keyed with: the account key, or
+    /// the user delegation key's value (a renewed key re-signs).
+    pub fn secret_key(&self) -> &AccountKey {
+        match &self.key {
+            SigningKey::Account(key) => key,
+            SigningKey::UserDelegation(key) => &key.value,
+        }
+    }
+}
+
+/// What resolving a grant's issuer needs besides the cluster.
+pub struct IssuerEnv<'a> {
+    /// Where `ClusterSasIssuer` credentials live.
+    pub cluster_resource_namespace: Option<&'a str>,
+    /// The Entra and storage client (workload identity); `None` when it could not be built.
+    pub identity: Option<&'a IdentityClient>,
+    pub keys: &'a DelegationKeys,
+    pub now: Timestamp,
+    /// The grant's token validity: a key must outlive the token.
+    pub validity: Duration,
+    /// The grant's resource (a user delegation SAS serves blob resources only).
+    pub resource: &'a Resource,
+    pub backdate: Duration,
 }
 
 /// An issuer's spec, whichever its kind.
@@ -56,7 +90,7 @@ pub async fn resolve<C: Cluster>(
     cluster: &C,
     namespace: &str,
     source: &CredentialSource,
-    cluster_resource_namespace: Option<&str>,
+    env: &IssuerEnv<'_>,
 ) -> Result<Resolved, Error> {
     let reference = match source {
         CredentialSource::Inline {
@@ -80,7 +114,7 @@ pub async fn resolve<C: Cluster>(
                     },
                     endpoints: None,
                 },
-                key,
+                key: SigningKey::Account(key),
             });
         }
         CredentialSource::Issuer(reference) => reference,
@@ -103,7 +137,8 @@ pub async fn resolve<C: Cluster>(
                 workload_identity: issuer.spec.workload_identity.as_ref(),
             };
             spec.validate()?;
-            credential_of(cluster, &spec, namespace).await
+            let id = format!("SasIssuer/{namespace}/{}", reference.name);
+            credential_of(cluster, &spec, namespace, &id, env).await
         }
         IssuerKind::ClusterSasIssuer => {
             let issuer = cluster
@@ -133,11 +168,13 @@ pub async fn resolve<C: Cluster>(
                     namespace: namespace.to_string(),
                 });
             }
-            let home =
-                cluster_resource_namespace.ok_or_else(|| Error::NoClusterResourceNamespace {
+            let home = env.cluster_resource_namespace.ok_or_else(|| {
+                Error::NoClusterResourceNamespace {
                     issuer: reference.name.clone(),
-                })?;
-            credential_of(cluster, &spec, home).await
+                }
+            })?;
+            let id = format!("ClusterSasIssuer/{}", reference.name);
+            credential_of(cluster, &spec, home, &id, env).await
         }
     }
 }
@@ -148,9 +185,14 @@ async fn credential_of<C: Cluster>(
     cluster: &C,
     spec: &IssuerSpec<'_>,
     home: &str,
+    id: &str,
+    env: &IssuerEnv<'_>,
 ) -> Result<Resolved, Error> {
+    if let Some(identity) = spec.workload_identity {
+        return workload_identity(cluster, spec, identity, home, id, env).await;
+    }
     let Some(account_key) = spec.account_key else {
-        return Err(identity::IdentityError::NotAvailable.into());
+        unreachable!("a validated issuer has exactly one credential");
     };
     let secret_ref = &account_key.secret_ref;
     let key_name = secret_ref.key.as_deref().unwrap_or(DEFAULT_KEY_NAME);
@@ -171,6 +213,98 @@ async fn credential_of<C: Cluster>(
             },
             endpoints: spec.account.endpoints.clone(),
         },
-        key,
+        key: SigningKey::Account(key),
+    })
+}
+
+/// A user delegation key for the issuer's blob service: cached, or obtained through the
+/// ServiceAccount token -> Entra -> Get User Delegation Key chain.
+async fn workload_identity<C: Cluster>(
+    cluster: &C,
+    spec: &IssuerSpec<'_>,
+    identity: &WorkloadIdentityCredential,
+    home: &str,
+    id: &str,
+    env: &IssuerEnv<'_>,
+) -> Result<Resolved, Error> {
+    // What a user delegation SAS cannot do is refused before any request.
+    let blob = matches!(
+        env.resource,
+        Resource::Container { .. } | Resource::Blob { .. } | Resource::Directory { .. }
+    );
+    if !blob {
+        return Err(IdentityError::Unsupported(
+            "a workload identity issuer signs user delegation SAS for blob resources (container, blob, directory) only; account and table SAS need an account key".into(),
+        )
+        .into());
+    }
+    let client = env.identity.ok_or_else(|| {
+        IdentityError::NotConfigured("the Entra client could not be built at start".into())
+    })?;
+    let account = StorageAccount {
+        name: spec.account.name.clone(),
+        // A user delegation SAS names no key Secret; the reference stays empty.
+        key_secret_ref: KeySecretRef {
+            name: String::new(),
+            key: None,
+        },
+        endpoints: spec.account.endpoints.clone(),
+    };
+    let blob_endpoint = crate::reconcile::grant::endpoint(
+        &crate::crd::SasGrantSpec {
+            storage_account: Some(account.clone()),
+            issuer_ref: None,
+            resource: Default::default(),
+            permissions: String::new(),
+            validity: None,
+            renew_before: None,
+            protocol: None,
+            ip: None,
+            version: None,
+            stored_access_policy: None,
+            encryption_scope: None,
+            target: None,
+        },
+        crate::sas::Service::Blob,
+    );
+    // The cache entry changes with anything that would make another key.
+    let id = format!(
+        "{id}/{}/{}/{}/{home}/{blob_endpoint}/b",
+        identity.tenant_id, identity.client_id, identity.service_account_name
+    );
+    let key = env
+        .keys
+        .get(
+            &id,
+            env.now,
+            env.validity,
+            env.backdate,
+            |start, expiry| async move {
+                let assertion = cluster
+                    .service_account_token(
+                        home,
+                        &identity.service_account_name,
+                        identity::TOKEN_EXCHANGE_AUDIENCE,
+                        identity::SERVICE_ACCOUNT_TOKEN_SECONDS,
+                    )
+                    .await?;
+                let access_token = client
+                    .exchange(&identity.tenant_id, &identity.client_id, &assertion)
+                    .await?;
+                tracing::info!(
+                    issuer = %spec.name,
+                    kind = spec.kind.as_str(),
+                    expires_at = %expiry,
+                    "obtaining a user delegation key"
+                );
+                Ok(client
+                    .user_delegation_key(&blob_endpoint, &access_token, start, expiry)
+                    .await?)
+            },
+        )
+        .await?;
+    Ok(Resolved {
+        account,
+        key: SigningKey::UserDelegation(key),
     })
 }

@@ -26,7 +26,7 @@ use self::status::{Outcome, TokenFacts};
 use crate::cluster::{Cluster, GrantEvent, Severity};
 use crate::crd::{SasGrant, SasGrantSpec};
 use crate::error::Error;
-use crate::sas::{self, SigningKey};
+use crate::sas;
 
 /// The field manager of every write; also the `managed-by` label value.
 pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
@@ -47,6 +47,10 @@ pub struct Context<C> {
     failures: Mutex<HashMap<String, u32>>,
     /// Where `ClusterSasIssuer` credentials live (`--cluster-resource-namespace`).
     pub cluster_resource_namespace: Option<String>,
+    /// The Entra and storage client of workload identity issuers.
+    pub identity: Option<crate::issuer::identity::IdentityClient>,
+    /// User delegation keys, one per (issuer, service).
+    pub delegation_keys: crate::issuer::keys::DelegationKeys,
 }
 
 impl<C: Cluster> Context<C> {
@@ -64,7 +68,20 @@ impl<C: Cluster> Context<C> {
             timeout,
             failures: Mutex::default(),
             cluster_resource_namespace: None,
+            identity: None,
+            delegation_keys: Default::default(),
         }
+    }
+
+    /// Sets the workload identity client and the cap on user delegation key lifetimes.
+    pub fn with_workload_identity(
+        mut self,
+        identity: Option<crate::issuer::identity::IdentityClient>,
+        max_key_lifetime: Duration,
+    ) -> Self {
+        self.identity = identity;
+        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime);
+        self
     }
 
     /// Sets where `ClusterSasIssuer` credentials live.
@@ -207,14 +224,18 @@ async fn sync<C: Cluster>(
         .ok_or_else(|| Error::InvalidGrant("SasGrant has no namespace".into()))?;
     let name = grant.name_any();
     let uid = grant.uid().unwrap_or_default();
-    let resolved = crate::issuer::resolve(
-        &ctx.cluster,
-        &namespace,
-        &plan.credential,
-        ctx.cluster_resource_namespace.as_deref(),
-    )
-    .await?;
-    let key = resolved.key;
+    let env = crate::issuer::IssuerEnv {
+        cluster_resource_namespace: ctx.cluster_resource_namespace.as_deref(),
+        identity: ctx.identity.as_ref(),
+        keys: &ctx.delegation_keys,
+        now,
+        validity: plan.validity,
+        resource: &plan.resource,
+        backdate: ctx.backdate,
+    };
+    let resolved = crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
+    let key = resolved.secret_key().clone();
+    let signing_key = resolved.key.clone();
     // The spec as signed: with an issuer, its `storageAccount` is the issuer's, so a change to
     // the issuer's account or endpoints changes the inputs hash and re-signs.
     let spec = match &plan.credential {
@@ -263,7 +284,7 @@ async fn sync<C: Cluster>(
     };
 
     let params = plan.sas_params(&spec, now, ctx.backdate)?;
-    let signed = sas::sign(&params, &SigningKey::Account(key))?;
+    let signed = sas::sign(&params, &signing_key)?;
     let expires_at = params.expiry.expect("the plan always sets an expiry");
     let services = plan
         .services()
