@@ -267,3 +267,332 @@ async fn the_api_server_refuses_a_grant_with_both_or_neither_of_issuer_ref_and_s
         );
     }
 }
+
+// ----- workload identity -----
+
+use common::entra::{AppRegistration, service_account_subject};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use sas_operator::crd::SasIssuer;
+
+/// What the operator needs to reach the Entra emulator and Azurite over HTTPS.
+fn workload_identity_args() -> Vec<String> {
+    let entra = common::entra();
+    let oauth = common::azurite_oauth();
+    vec![
+        "--authority-host".into(),
+        entra.authority_host.clone(),
+        "--extra-ca-file".into(),
+        format!(
+            "{},{}",
+            entra.ca_cert_pem_path.display(),
+            oauth.ca_cert_pem_path.display()
+        ),
+    ]
+}
+
+async fn start_operator(log_name: &str, namespaces: &[&str], extra: &[&str]) -> Operator {
+    let mut args = workload_identity_args();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Operator::under_deploy_rbac(log_name, namespaces, &args).await
+}
+
+async fn create_service_account(client: &Client, ns: &str, name: &str) {
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &account)
+        .await
+        .expect("create the ServiceAccount");
+}
+
+/// A `SasIssuer` named `name` with `workloadIdentity` for `app` and ServiceAccount `account`,
+/// for Azurite's HTTPS blob endpoint.
+async fn create_identity_issuer(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    app: &AppRegistration,
+    account: &str,
+) {
+    let oauth = common::azurite_oauth();
+    let issuer: SasIssuer = serde_json::from_value(json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "storageAccount": {
+                "name": oauth.azurite.account,
+                "endpoints": {"blob": oauth.blob_endpoint},
+            },
+            "workloadIdentity": {
+                "clientId": app.client_id,
+                "tenantId": app.tenant_id,
+                "serviceAccountName": account,
+            },
+        }
+    }))
+    .expect("a valid SasIssuer");
+    Api::<SasIssuer>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &issuer)
+        .await
+        .expect("create the SasIssuer");
+}
+
+/// A workload identity grant over HTTPS only (the default protocol).
+fn identity_grant(name: &str, issuer: &str, container: &str, spec: serde_json::Value) -> SasGrant {
+    let mut value = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasGrant",
+        "metadata": {"name": name},
+        "spec": {
+            "issuerRef": {"kind": "SasIssuer", "name": issuer},
+            "resource": {"container": {"name": container}},
+            "permissions": "rwl",
+        }
+    });
+    if let serde_json::Value::Object(extra) = spec {
+        for (key, field) in extra {
+            value["spec"][key] = field;
+        }
+    }
+    serde_json::from_value(value).expect("a valid SasGrant")
+}
+
+/// Creates `container` in Azurite (HTTPS, OAuth) with an admin bearer token.
+async fn create_oauth_container(container: &str) {
+    let oauth = common::azurite_oauth();
+    let response = oauth
+        .https_client()
+        .put(format!(
+            "{}/{container}?restype=container",
+            oauth.blob_endpoint
+        ))
+        .bearer_auth(oauth.bearer_token())
+        .header("x-ms-version", "2025-05-05")
+        .send()
+        .await
+        .expect("create the container");
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "create container {container}"
+    );
+}
+
+/// Puts a blob with the SAS, then reads it back: (put status, get status, body).
+async fn write_and_read_blob(container: &str, token: &str) -> (u16, u16, String) {
+    let oauth = common::azurite_oauth();
+    let http = oauth.https_client();
+    let url = format!("{}/{container}/hello.txt?{token}", oauth.blob_endpoint);
+    let put = http
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("x-ms-version", "2025-05-05")
+        .body("keyless")
+        .send()
+        .await
+        .expect("put the blob")
+        .status()
+        .as_u16();
+    let get = http
+        .get(&url)
+        .header("x-ms-version", "2025-05-05")
+        .send()
+        .await
+        .expect("get the blob");
+    let status = get.status().as_u16();
+    (put, status, get.text().await.unwrap_or_default())
+}
+
+/// `name=value` of a SAS token's query.
+fn query_field(token: &str, name: &str) -> Option<String> {
+    token
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .map(|value| value.replace("%3A", ":"))
+}
+
+/// A workload: a namespace, ServiceAccount `storage-signer`, and an application whose
+/// federated credential names it.
+async fn workload(prefix: &str) -> (Client, String, AppRegistration) {
+    let (client, ns) = namespace(prefix).await;
+    create_service_account(&client, &ns, "storage-signer").await;
+    let app = common::entra()
+        .register_app(&service_account_subject(&ns, "storage-signer"))
+        .await;
+    (client, ns, app)
+}
+
+#[tokio::test]
+async fn a_workload_identity_grant_holds_a_user_delegation_sas_that_reads_and_writes_blobs() {
+    let (client, ns, app) = workload("keyless-wi").await;
+    let operator = start_operator("keyless-workload-identity", &[&ns], &[]).await;
+    create_identity_issuer(&client, &ns, "storage", &app, "storage-signer").await;
+    let container = format!("c-{ns}");
+    create_oauth_container(&container).await;
+
+    create_grant(
+        &client,
+        &ns,
+        &identity_grant("data", "storage", &container, json!({})),
+    )
+    .await;
+    let shown = wait_ready(&client, &ns, "data", "True", "TokenValid").await;
+    let token = data(&get_secret(&client, &ns, "data").await.unwrap(), "sasToken");
+    assert_eq!(
+        query_field(&token, "skoid").as_deref(),
+        Some(app.object_id.as_str())
+    );
+    assert_eq!(
+        query_field(&token, "sktid").as_deref(),
+        Some(app.tenant_id.as_str())
+    );
+    let ske = query_field(&token, "ske").expect("the token names its key's expiry");
+    let se = query_field(&token, "se").expect("the token has an expiry");
+    assert!(se <= ske, "the token ({se}) outlives its key ({ske})");
+    assert_eq!(
+        shown
+            .status
+            .unwrap()
+            .expires_at
+            .map(|t| t.replace("%3A", ":"))
+            .is_some(),
+        true
+    );
+    let (put, get, body) = write_and_read_blob(&container, &token).await;
+    assert_eq!((put, get, body.as_str()), (201, 200, "keyless"));
+
+    // No account key anywhere in the namespace: no Secret is a signing key, and none holds
+    // Azurite's key.
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let key = &common::azurite_oauth().azurite.key;
+    for secret in &secrets.items {
+        let labels = secret.metadata.labels.clone().unwrap_or_default();
+        assert!(!labels.contains_key(sas_operator::credentials::LABEL_SIGNING_KEY));
+        for value in secret.data.iter().flat_map(|d| d.values()) {
+            assert!(!String::from_utf8_lossy(&value.0).contains(key.as_str()));
+        }
+    }
+    // No JWT (ServiceAccount token or access token) and no SAS in the log.
+    operator.assert_logs_free_of(&["eyJ", &token, "sig="]);
+}
+
+#[tokio::test]
+async fn a_service_account_without_a_federated_credential_is_refused_and_nothing_is_written() {
+    let (client, ns) = namespace("keyless-nofed").await;
+    create_service_account(&client, &ns, "unfederated").await;
+    // The application federates another ServiceAccount, not this one.
+    let app = common::entra()
+        .register_app(&service_account_subject(&ns, "someone-else"))
+        .await;
+    let operator = start_operator("keyless-no-federation", &[&ns], &[]).await;
+    create_identity_issuer(&client, &ns, "storage", &app, "unfederated").await;
+    create_grant(
+        &client,
+        &ns,
+        &identity_grant("data", "storage", "data", json!({})),
+    )
+    .await;
+    let shown = wait_ready(&client, &ns, "data", "False", "NoFederatedCredential").await;
+    let message = &shown.status.unwrap().conditions[0].message;
+    assert!(message.contains("AADSTS700213"), "{message}");
+    assert!(
+        get_secret(&client, &ns, "data").await.is_none(),
+        "a Secret was written"
+    );
+    assert_eq!(
+        common::entra()
+            .stats()
+            .await
+            .for_client(&app.client_id)
+            .succeeded,
+        0
+    );
+    operator.assert_logs_free_of(&["eyJ"]);
+}
+
+#[tokio::test]
+async fn two_hundred_grants_on_one_issuer_cost_one_exchange_and_one_delegation_key() {
+    let (client, ns, app) = workload("keyless-many").await;
+    let _operator = start_operator("keyless-many", &[&ns], &["--concurrency", "8"]).await;
+    create_identity_issuer(&client, &ns, "storage", &app, "storage-signer").await;
+    let container = format!("c-{ns}");
+    create_oauth_container(&container).await;
+    const GRANTS: usize = 200;
+    for index in 0..GRANTS {
+        let grant = identity_grant(&format!("g-{index}"), "storage", &container, json!({}));
+        create_grant(&client, &ns, &grant).await;
+    }
+    let api = Api::<SasGrant>::namespaced(client.clone(), &ns);
+    wait_for("all 200 grants Ready", Duration::from_secs(180), || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|g| ready_of(g) == Some(("True".into(), "TokenValid".into())))
+            .count();
+        (ready == GRANTS).then_some(())
+    })
+    .await;
+    let oauth = common::azurite_oauth();
+    common::eventually(
+        "Azurite to log the Get User Delegation Key request",
+        Duration::from_secs(10),
+        || async { (oauth.user_delegation_key_requests(&app.object_id) >= 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(oauth.user_delegation_key_requests(&app.object_id), 1);
+    let exchanges = common::entra().stats().await.for_client(&app.client_id);
+    assert_eq!((exchanges.succeeded, exchanges.failed), (1, 0));
+}
+
+#[tokio::test]
+async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
+    let (client, ns, app) = workload("keyless-renew").await;
+    // Keys of at most 3 minutes; 2-minute tokens re-signed every 80 s: the second signing
+    // needs a key valid 200 s after the first key was made, so a new one.
+    let _operator = start_operator(
+        "keyless-renewal",
+        &[&ns],
+        &["--max-user-delegation-key-lifetime", "3m"],
+    )
+    .await;
+    create_identity_issuer(&client, &ns, "storage", &app, "storage-signer").await;
+    let container = format!("c-{ns}");
+    create_oauth_container(&container).await;
+    create_grant(
+        &client,
+        &ns,
+        &identity_grant("data", "storage", &container, json!({"validity": "2m"})),
+    )
+    .await;
+    wait_ready(&client, &ns, "data", "True", "TokenValid").await;
+    let first = data(&get_secret(&client, &ns, "data").await.unwrap(), "sasToken");
+    let second = wait_for("the re-signed token", Duration::from_secs(150), || async {
+        let token = data(&get_secret(&client, &ns, "data").await?, "sasToken");
+        (token != first).then_some(token)
+    })
+    .await;
+    for token in [&first, &second] {
+        let (se, ske) = (
+            query_field(token, "se").unwrap(),
+            query_field(token, "ske").unwrap(),
+        );
+        assert!(se <= ske, "a token ({se}) outlives its key ({ske})");
+    }
+    assert!(
+        query_field(&second, "ske") > query_field(&first, "ske"),
+        "the second token is signed with a new key"
+    );
+    let (put, get, _) = write_and_read_blob(&container, &second).await;
+    assert_eq!((put, get), (201, 200));
+    assert_eq!(
+        common::azurite_oauth().user_delegation_key_requests(&app.object_id),
+        2
+    );
+}
