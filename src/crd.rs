@@ -464,9 +464,9 @@ pub struct IssuerStatus {
     pub conditions: Vec<GrantCondition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// RFC 3339 expiry (`signedExpiry`) of the current user delegation key (workload identity).
+    /// `signedExpiry` of the current user delegation key (workload identity); never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_delegation_key_expiry: Option<String>,
+    pub signed_expiry: Option<String>,
 }
 
 /// What the controller last observed and did. Never holds a token or a key.

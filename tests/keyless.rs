@@ -189,6 +189,16 @@ async fn a_cluster_issuer_serves_allowed_namespaces_and_never_reads_its_key_for_
         || async { (secret_reads_by_operator(&platform, &key_secret_name) > 0).then_some(()) },
     )
     .await;
+    let shown = Api::<ClusterSasIssuer>::all(client.clone())
+        .get(&issuer)
+        .await
+        .unwrap();
+    let ready = &shown.status.expect("the issuer shows status").conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "AccountKeyValid"),
+        "a refused namespace does not make the issuer not-ready"
+    );
     // Still refused, and still nothing written for it.
     wait_ready(&client, &refused, "reader", "False", "IssuerNotAllowed").await;
     assert!(get_secret(&client, &refused, "reader").await.is_none());
@@ -413,6 +423,29 @@ fn query_field(token: &str, name: &str) -> Option<String> {
         .map(|value| value.replace("%3A", ":"))
 }
 
+/// Waits until SasIssuer `ns/name` shows Ready `status` with `reason`.
+async fn wait_issuer_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> SasIssuer {
+    let api = Api::<SasIssuer>::namespaced(client.clone(), ns);
+    let what = format!("SasIssuer {ns}/{name} to be Ready={status} ({reason})");
+    wait_for(&what, Duration::from_secs(30), || async {
+        let issuer = api.get(name).await.ok()?;
+        let ready = issuer
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == status && ready.reason == reason).then_some(issuer)
+    })
+    .await
+}
+
 /// A workload: a namespace, ServiceAccount `storage-signer`, and an application whose
 /// federated credential names it.
 async fn workload(prefix: &str) -> (Client, String, AppRegistration) {
@@ -462,6 +495,16 @@ async fn a_workload_identity_grant_holds_a_user_delegation_sas_that_reads_and_wr
     );
     let (put, get, body) = write_and_read_blob(&container, &token).await;
     assert_eq!((put, get, body.as_str()), (201, 200, "keyless"));
+
+    let issuer =
+        wait_issuer_ready(&client, &ns, "storage", "True", "UserDelegationKeyObtained").await;
+    let status = issuer.status.unwrap();
+    assert_eq!(
+        status.signed_expiry,
+        Some(ske.clone()),
+        "status shows the key's expiry"
+    );
+    assert_eq!(status.observed_generation, issuer.metadata.generation);
 
     // No account key anywhere in the namespace: no Secret is a signing key, and none holds
     // Azurite's key.

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{Cluster, GrantEvent};
-use crate::crd::{ClusterSasIssuer, SasGrant, SasGrantStatus, SasIssuer};
+use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 
 /// One write the reconcile made, in order.
@@ -17,6 +17,7 @@ pub enum Write {
     ApplySecret(Secret),
     Status(SasGrantStatus),
     Event(GrantEvent),
+    IssuerStatus(String, IssuerStatus),
 }
 
 type Hook = Box<dyn FnOnce(&mut BTreeMap<(String, String), Secret>) + Send>;
@@ -243,6 +244,21 @@ impl Cluster for FakeCluster {
             .lock()
             .unwrap()
             .push(Write::Status(status.clone()));
+        Ok(())
+    }
+
+    async fn apply_issuer_status(
+        &self,
+        kind: IssuerKind,
+        _namespace: Option<&str>,
+        name: &str,
+        status: &IssuerStatus,
+    ) -> Result<(), Error> {
+        self.may_write()?;
+        self.writes.lock().unwrap().push(Write::IssuerStatus(
+            format!("{}/{name}", kind.as_str()),
+            status.clone(),
+        ));
         Ok(())
     }
 

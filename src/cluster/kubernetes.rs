@@ -9,7 +9,7 @@ use kube::{
 use serde_json::json;
 
 use super::{Cluster, GrantEvent, Severity};
-use crate::crd::{ClusterSasIssuer, SasGrant, SasGrantStatus, SasIssuer};
+use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 use crate::leader::LeadershipClaim;
 use crate::reconcile::FIELD_MANAGER;
@@ -162,6 +162,39 @@ impl Cluster for KubeCluster {
                 &Patch::Apply(&patch),
             )
             .await?;
+        Ok(())
+    }
+
+    async fn apply_issuer_status(
+        &self,
+        kind: IssuerKind,
+        namespace: Option<&str>,
+        name: &str,
+        status: &IssuerStatus,
+    ) -> Result<(), Error> {
+        self.may_write()?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = |api_version: String| json!({"apiVersion": api_version, "kind": kind.as_str(), "status": status});
+        match (kind, namespace) {
+            (IssuerKind::SasIssuer, Some(namespace)) => {
+                Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
+                    .patch_status(
+                        name,
+                        &params,
+                        &Patch::Apply(&patch(SasIssuer::api_version(&()).into())),
+                    )
+                    .await?;
+            }
+            _ => {
+                Api::<ClusterSasIssuer>::all(self.client.clone())
+                    .patch_status(
+                        name,
+                        &params,
+                        &Patch::Apply(&patch(ClusterSasIssuer::api_version(&()).into())),
+                    )
+                    .await?;
+            }
+        }
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use std::future::Future;
 use k8s_openapi::api::core::v1::Secret;
 
 pub use self::kubernetes::KubeCluster;
-use crate::crd::{ClusterSasIssuer, SasGrant, SasGrantStatus, SasIssuer};
+use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 
 /// Whether an Event reports normal progress or a problem.
@@ -97,6 +97,16 @@ pub trait Cluster: Send + Sync + 'static {
         audience: &str,
         seconds: i64,
     ) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// Writes an issuer's status (server-side apply on the status subresource); `namespace` is
+    /// `None` for a `ClusterSasIssuer`.
+    fn apply_issuer_status(
+        &self,
+        kind: IssuerKind,
+        namespace: Option<&str>,
+        name: &str,
+        status: &IssuerStatus,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Publishes an Event about a grant.
     fn publish(

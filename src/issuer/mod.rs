@@ -10,6 +10,7 @@
 pub mod identity;
 pub mod keys;
 pub mod selector;
+pub mod status;
 
 use std::time::Duration;
 
@@ -136,9 +137,20 @@ pub async fn resolve<C: Cluster>(
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
             };
-            spec.validate()?;
             let id = format!("SasIssuer/{namespace}/{}", reference.name);
-            credential_of(cluster, &spec, namespace, &id, env).await
+            let result = match spec.validate() {
+                Ok(()) => credential_of(cluster, &spec, namespace, &id, env).await,
+                Err(err) => Err(err),
+            };
+            let target = status::IssuerTarget {
+                kind: IssuerKind::SasIssuer,
+                namespace: Some(namespace),
+                name: &reference.name,
+                generation: issuer.metadata.generation,
+                current: issuer.status.as_ref(),
+            };
+            status::report(cluster, &target, &result, env.now).await?;
+            result
         }
         IssuerKind::ClusterSasIssuer => {
             let issuer = cluster
@@ -152,7 +164,18 @@ pub async fn resolve<C: Cluster>(
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
             };
-            spec.validate()?;
+            let target = status::IssuerTarget {
+                kind: IssuerKind::ClusterSasIssuer,
+                namespace: None,
+                name: &reference.name,
+                generation: issuer.metadata.generation,
+                current: issuer.status.as_ref(),
+            };
+            if let Err(err) = spec.validate() {
+                let result = Err(err);
+                status::report(cluster, &target, &result, env.now).await?;
+                return result;
+            }
             // Who may use it, before anything of its credential is read.
             let labels = match &issuer.spec.allowed_namespaces {
                 Some(_) => cluster.namespace_labels(namespace).await?,
@@ -174,7 +197,9 @@ pub async fn resolve<C: Cluster>(
                 }
             })?;
             let id = format!("ClusterSasIssuer/{}", reference.name);
-            credential_of(cluster, &spec, home, &id, env).await
+            let result = credential_of(cluster, &spec, home, &id, env).await;
+            status::report(cluster, &target, &result, env.now).await?;
+            result
         }
     }
 }

@@ -97,6 +97,7 @@ fn kinds(writes: &[Write]) -> Vec<&'static str> {
             Write::ApplySecret(_) => "apply Secret",
             Write::Status(_) => "status",
             Write::Event(_) => "Event",
+            Write::IssuerStatus(..) => "issuer status",
         })
         .collect()
 }
@@ -367,7 +368,10 @@ async fn a_cluster_issuer_signs_for_an_allowed_namespace_with_the_key_of_its_own
     let grant = issued_grant("ClusterSasIssuer", "platform");
     run(&grant, &ctx).await.unwrap();
     let writes = ctx.cluster.writes();
-    assert_eq!(kinds(&writes), ["create Secret", "Event", "status"]);
+    assert_eq!(
+        kinds(&writes),
+        ["issuer status", "create Secret", "Event", "status"]
+    );
     assert_eq!(
         ctx.cluster.secret_reads()[0],
         (PLATFORM.to_string(), "platform-keys".to_string())
