@@ -53,6 +53,10 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             "sas-operator",
             "--metrics-address",
             "127.0.0.1:0",
+            // Nothing listens there: a workload identity issuer's exchange fails after its
+            // TokenRequest (create serviceaccounts/token), without leaving loopback.
+            "--authority-host",
+            "https://127.0.0.1:9",
         ],
         &[
             ("POD_NAMESPACE", OPERATOR_NAMESPACE),
@@ -184,7 +188,7 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
 
 async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
     let azurite = common::azurite();
-    let account = json!({"name": azurite.account, "endpoints": {"blob": azurite.blob_endpoint}});
+    let account = account_json();
     let apply = PatchParams::apply("sas-operator-tests").force();
     let issuer = json!({
         "apiVersion": "sas-operator.io/v1alpha1",
@@ -243,6 +247,50 @@ async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
         create_grant(client, ns, &grant).await;
         wait_ready(client, ns, name, "True", "TokenValid").await;
     }
+
+    // A workload identity issuer: the operator requests its ServiceAccount's token, then
+    // cannot reach the authority host.
+    let account: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "storage-signer"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &account)
+        .await
+        .expect("create the ServiceAccount");
+    let identity_issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "identity", "namespace": ns},
+        "spec": {
+            "storageAccount": account_json(),
+            "workloadIdentity": {
+                "clientId": "00000000-0000-0000-0000-000000000001",
+                "tenantId": "00000000-0000-0000-0000-000000000002",
+                "serviceAccountName": "storage-signer",
+            },
+        },
+    });
+    Api::<sas_operator::crd::SasIssuer>::namespaced(client.clone(), ns)
+        .patch("identity", &apply, &Patch::Apply(&identity_issuer))
+        .await
+        .expect("apply the workload identity SasIssuer");
+    let grant: SasGrant = serde_json::from_value(json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasGrant",
+        "metadata": {"name": "by-identity"},
+        "spec": {
+            "issuerRef": {"kind": "SasIssuer", "name": "identity"},
+            "resource": {"container": {"name": container}},
+            "permissions": "rl",
+        },
+    }))
+    .unwrap();
+    create_grant(client, ns, &grant).await;
+    wait_ready(client, ns, "by-identity", "False", "EntraUnreachable").await;
+}
+
+fn account_json() -> serde_json::Value {
+    let azurite = common::azurite();
+    json!({"name": azurite.account, "endpoints": {"blob": azurite.blob_endpoint}})
 }
 
 async fn set_key(client: &Client, ns: &str, key: &str) {
