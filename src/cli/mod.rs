@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (kubeconfig from KUBECONFIG or in-cluster).
-    Run(RunConfig),
+    Run(Box<RunConfig>),
     /// Print the CustomResourceDefinitions (SasGrant, SasIssuer, ClusterSasIssuer) as YAML.
     Crd {
         /// Write each CRD to DIR/<kind>.yaml (as committed under crds/) instead of printing.
@@ -65,7 +65,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::controller::run(config)) {
+            match runtime.block_on(crate::controller::run(*config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %err, "controller stopped");
