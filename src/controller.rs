@@ -271,6 +271,7 @@ fn scope_controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     all_synced: AllSynced,
 ) -> (Store<SasGrant>, impl Future<Output = ()> + Send) {
+    let client_for_issuers = client.clone();
     let (grants, secrets) = match &namespace {
         Some(ns) => (
             Api::<SasGrant>::namespaced(client.clone(), ns),
@@ -314,6 +315,11 @@ fn scope_controller(
         .watches_stream(secret_events, move |secret| {
             grants_touched_by(&signers, &secret)
         })
+        .reconcile_on(issuer_triggers(
+            client_for_issuers,
+            namespace,
+            store.clone(),
+        ))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| {
@@ -376,6 +382,74 @@ fn grants_touched_by(
         })
         .map(|grant| ObjectRef::from(grant.as_ref()));
     owners.chain(signers).collect()
+}
+
+/// Grants to reconcile when an issuer changes: every grant of the scope that names it. Issuers
+/// are watched as metadata (the reconcile GETs the one it needs). `SasIssuer`s are watched in
+/// the scope; `ClusterSasIssuer`s only by an all-namespaces scope (a namespaced install may not
+/// list them; there a grant picks up a changed cluster issuer at its next retry or renewal).
+fn issuer_triggers(
+    client: Client,
+    namespace: Option<String>,
+    grants: Store<SasGrant>,
+) -> impl futures::Stream<Item = ObjectRef<SasGrant>> + Send + 'static {
+    use crate::crd::{ClusterSasIssuer, IssuerKind, SasIssuer};
+    let config = || watcher::Config::default().any_semantic();
+    let namespaced = match &namespace {
+        Some(ns) => Api::<PartialObjectMeta<SasIssuer>>::namespaced(client.clone(), ns),
+        None => Api::<PartialObjectMeta<SasIssuer>>::all(client.clone()),
+    };
+    let namespaced = watcher(namespaced, config())
+        .touched_objects()
+        .map(|found| {
+            found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
+        })
+        .boxed();
+    let changes = if namespace.is_none() {
+        let cluster = watcher(
+            Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
+            config(),
+        )
+        .touched_objects()
+        .map(|found| found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any())));
+        futures::stream::select(namespaced, cluster).boxed()
+    } else {
+        namespaced
+    };
+    changes
+        .filter_map(|change| {
+            future::ready(match change {
+                Ok(change) => Some(change),
+                Err(err) => {
+                    tracing::warn!(error = %err, "issuer watch");
+                    None
+                }
+            })
+        })
+        .flat_map(move |(kind, namespace, name)| {
+            futures::stream::iter(grants_naming(&grants, kind, namespace.as_deref(), &name))
+        })
+}
+
+/// The grants that name issuer `kind/name` (a `SasIssuer` only from its own namespace).
+fn grants_naming(
+    store: &Store<SasGrant>,
+    kind: crate::crd::IssuerKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<SasGrant>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|grant| {
+            grant.spec.issuer_ref.as_ref().is_some_and(|reference| {
+                reference.kind == kind
+                    && reference.name == name
+                    && (namespace.is_none() || grant.namespace().as_deref() == namespace)
+            })
+        })
+        .map(|grant| ObjectRef::from(grant.as_ref()))
+        .collect()
 }
 
 fn log_controller_error(err: &controller::Error<Error, watcher::Error>) {

@@ -635,3 +635,59 @@ async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_grant_waiting_for_its_issuer_is_signed_as_soon_as_the_issuer_appears() {
+    let (client, ns) = namespace("keyless-late").await;
+    // All namespaces, as deploy/ runs it, under its ServiceAccount.
+    install_deploy_directory();
+    let kubeconfig = common::control_plane()
+        .service_account_kubeconfig(DEPLOY_NAMESPACE, DEPLOY_SERVICE_ACCOUNT)
+        .await;
+    let _operator = Operator::spawn(
+        "keyless-late-issuer",
+        &kubeconfig,
+        &[],
+        &[
+            ("SAS_OPERATOR_LEADER_ELECTION", "false"),
+            ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
+        ],
+    );
+    let azurite = common::azurite();
+    create_secret(
+        &client,
+        &ns,
+        &key_secret("team-keys", &[("key1", &azurite.key)]),
+    )
+    .await;
+    create_grant(
+        &client,
+        &ns,
+        &issued_grant("early", "SasIssuer", "team", "data"),
+    )
+    .await;
+    wait_ready(&client, &ns, "early", "False", "IssuerNotFound").await;
+    // Failures are retried after 5 s, 10 s, 20 s...: by now the next retry is ~20 s away.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let issuer: sas_operator::crd::SasIssuer = serde_json::from_value(json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": ns},
+        "spec": {
+            "storageAccount": {"name": azurite.account, "endpoints": {"blob": azurite.blob_endpoint}},
+            "accountKey": {"secretRef": {"name": "team-keys"}},
+        }
+    }))
+    .unwrap();
+    Api::<sas_operator::crd::SasIssuer>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &issuer)
+        .await
+        .expect("create the SasIssuer");
+    let started = std::time::Instant::now();
+    wait_ready(&client, &ns, "early", "True", "TokenValid").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "signed {:?} after the issuer appeared: the issuer watch did not trigger it",
+        started.elapsed()
+    );
+}
