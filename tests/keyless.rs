@@ -639,20 +639,8 @@ async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
 #[tokio::test]
 async fn a_grant_waiting_for_its_issuer_is_signed_as_soon_as_the_issuer_appears() {
     let (client, ns) = namespace("keyless-late").await;
-    // All namespaces, as deploy/ runs it, under its ServiceAccount.
-    install_deploy_directory();
-    let kubeconfig = common::control_plane()
-        .service_account_kubeconfig(DEPLOY_NAMESPACE, DEPLOY_SERVICE_ACCOUNT)
-        .await;
-    let _operator = Operator::spawn(
-        "keyless-late-issuer",
-        &kubeconfig,
-        &[],
-        &[
-            ("SAS_OPERATOR_LEADER_ELECTION", "false"),
-            ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
-        ],
-    );
+    // Only this namespace: other tests' grants are not this operator's business.
+    let _operator = Operator::under_deploy_rbac("keyless-late-issuer", &[&ns], &[]).await;
     let azurite = common::azurite();
     create_secret(
         &client,
