@@ -457,3 +457,41 @@ async fn a_sas_issuer_is_looked_up_only_in_the_grants_namespace() {
         ("True".into(), "TokenValid".into())
     );
 }
+
+#[tokio::test]
+async fn a_workload_identity_issuer_refuses_what_a_user_delegation_sas_cannot_do_before_any_request()
+ {
+    let ctx = context();
+    let issuer: crate::crd::SasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "keyless", "namespace": NS},
+        "spec": {
+            "storageAccount": {"name": "acct"},
+            "workloadIdentity": {
+                "clientId": "00000000-0000-0000-0000-000000000001",
+                "tenantId": "00000000-0000-0000-0000-000000000002",
+                "serviceAccountName": "signer",
+            },
+        }
+    }))
+    .unwrap();
+    ctx.cluster.put_sas_issuer(issuer);
+    for resource in [
+        serde_json::json!({"queue": {"name": "q"}}),
+        serde_json::json!({"table": {"name": "t"}}),
+        serde_json::json!({"account": {"services": "b", "resourceTypes": "sco"}}),
+        serde_json::json!({"share": {"name": "s"}}),
+    ] {
+        let mut grant = grant(serde_json::json!({
+            "issuerRef": {"kind": "SasIssuer", "name": "keyless"},
+            "resource": resource,
+        }));
+        grant.spec.storage_account = None;
+        let err = run(&grant, &ctx).await.unwrap_err();
+        assert_eq!(err.category(), "UserDelegationUnsupported", "{resource}");
+        assert!(err.to_string().contains("account key"), "{err}");
+    }
+    assert!(ctx.cluster.secret_reads().is_empty());
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
