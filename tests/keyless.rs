@@ -634,6 +634,31 @@ async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
         common::azurite_oauth().user_delegation_key_requests(&app.object_id),
         2
     );
+
+    // Without its ServiceAccount the next key cannot be obtained: the grant says why, and the
+    // Secret keeps the valid token it holds.
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .delete("storage-signer", &Default::default())
+        .await
+        .expect("delete the ServiceAccount");
+    let api = Api::<SasGrant>::namespaced(client.clone(), &ns);
+    wait_for(
+        "the grant to fail for its ServiceAccount",
+        Duration::from_secs(150),
+        || async {
+            let grant = api.get("data").await.ok()?;
+            (ready_of(&grant) == Some(("False".into(), "ServiceAccountNotFound".into())))
+                .then_some(())
+        },
+    )
+    .await;
+    let kept = data(&get_secret(&client, &ns, "data").await.unwrap(), "sasToken");
+    assert_eq!(kept, second, "the valid token was replaced or blanked");
+    let expiry: jiff::Timestamp = query_field(&kept, "se").unwrap().parse().unwrap();
+    assert!(
+        expiry > jiff::Timestamp::now(),
+        "the kept token is still valid"
+    );
 }
 
 #[tokio::test]

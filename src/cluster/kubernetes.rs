@@ -109,7 +109,16 @@ impl Cluster for KubeCluster {
             namespace,
         )
         .create_token_request(name, &PostParams::default(), &request)
-        .await?;
+        .await
+        .map_err(|err| match err {
+            kube::Error::Api(status) if status.is_not_found() => Error::from(
+                crate::issuer::identity::IdentityError::ServiceAccountNotFound {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                },
+            ),
+            other => Error::from(other),
+        })?;
         issued
             .status
             .map(|status| status.token)

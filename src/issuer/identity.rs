@@ -66,6 +66,8 @@ pub enum IdentityError {
     Unsupported(String),
     #[error("workload identity is not configured: {0}")]
     NotConfigured(String),
+    #[error("ServiceAccount {name:?} not found in namespace {namespace:?}")]
+    ServiceAccountNotFound { namespace: String, name: String },
 }
 
 impl IdentityError {
@@ -88,6 +90,7 @@ impl IdentityError {
             IdentityError::DelegationKeyBadResponse(_) => "UserDelegationKeyFailed",
             IdentityError::Unsupported(_) => "UserDelegationUnsupported",
             IdentityError::NotConfigured(_) => "WorkloadIdentityNotConfigured",
+            IdentityError::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
         }
     }
 
