@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# `make demo`: a local control plane and Azurite, the CRDs, the operator, the grants in
+# `make demo`: a local control plane and Azurite, the CRD, the operator, the grants in
 # examples/, and proof that a token from a Secret works: a blob uploaded and downloaded with it.
-# Then one keyless grant: a SasIssuer with workload identity (the Entra ID emulator and Azurite
-# over HTTPS with OAuth) signs a user delegation SAS with no account key in the cluster.
+# Where a worker node can run (root on Linux), the operator runs as pods from deploy/ (its
+# image built without Docker by hack/image.sh) and a consumer pod uses a rotating token from
+# its mounted Secret; elsewhere, or with DEMO_LOCAL_OPERATOR=1, the operator runs as a local
+# process and the demo adds one keyless grant: a SasIssuer with workload identity (the Entra ID
+# emulator and Azurite over HTTPS with OAuth) signs a user delegation SAS with no account key.
 #
 #   hack/demo.sh        set everything up (the first run builds the control plane: minutes)
 #   hack/demo.sh down   stop the operator, the control plane and Azurite
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=node.sh
+source "$HACK_DIR/node.sh"
 
 DEMO_DIR="$REPO_ROOT/target/demo"
 NAMESPACE=demo
@@ -34,33 +39,66 @@ step "Building sas-operator"
 (cd "$REPO_ROOT" && cargo build --quiet --bin sas-operator)
 operator="$REPO_ROOT/target/debug/sas-operator"
 
-step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite (HTTP and HTTPS+OAuth) and the Entra ID emulator on 127.0.0.1"
-"$HACK_DIR/testenv.sh" up control-plane azurite azurite-oauth entra
+node_reason="$(node_unsupported_reason)"
+if [[ "${DEMO_LOCAL_OPERATOR:-0}" == 1 ]]; then
+  node_reason="DEMO_LOCAL_OPERATOR=1"
+fi
+components=(control-plane azurite)
+if [[ -z "$node_reason" ]]; then
+  components+=(node)
+  step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite and a worker node (containerd, kubelet, kube-scheduler)"
+else
+  log "no worker node: $node_reason; the operator runs as a local process instead of pods"
+  # The keyless grant's emulators: Azurite over HTTPS with OAuth, and Entra ID.
+  components+=(azurite-oauth entra)
+  step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite (HTTP and HTTPS+OAuth) and the Entra ID emulator on 127.0.0.1"
+fi
+"$HACK_DIR/testenv.sh" up "${components[@]}"
 # shellcheck disable=SC1091
 source "$REPO_ROOT/target/testenv/env.sh"
 kubectl() { "$TESTENV_KUBECTL" "$@"; }
-
-step "Installing the CRDs (SasGrant, SasIssuer, ClusterSasIssuer)"
-for crd in sasgrant sasissuer clustersasissuer; do
-  kubectl apply --server-side -f "$REPO_ROOT/crds/$crd.yaml" >/dev/null
-done
-kubectl wait --for condition=established --timeout=30s \
-  crd/sasgrants.sas-operator.io crd/sasissuers.sas-operator.io crd/clustersasissuers.sas-operator.io >/dev/null
-
-step "Running the operator (logs: target/demo/operator.log)"
 mkdir -p "$DEMO_DIR"
-stop_operator
-admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# The authority host and the CAs are the emulators'; in Azure, leave both at their defaults.
-setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
-  --authority-host "$ENTRA_AUTHORITY_HOST" --extra-ca-file "$ENTRA_CA_CERT,$AZURITE_OAUTH_CA_CERT" \
-  </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
-echo $! >"$DEMO_DIR/operator.pid"
-for _ in $(seq 60); do
-  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || die "the operator did not become ready; see $DEMO_DIR/operator.log"
+
+if [[ -z "$node_reason" ]]; then
+  step "Building the operator image without Docker (hack/image.sh: a static release build, minutes the first time)"
+  image="$("$HACK_DIR/image.sh")"
+  "$TESTENV_CTR" --address "$TESTENV_CONTAINERD_ADDRESS" -n k8s.io images import \
+    "$REPO_ROOT/target/image/sas-operator.tar" >/dev/null
+  step "Installing deploy/ (CRD, RBAC, 2 replicas with leader election) with the image $image"
+  mkdir -p "$DEMO_DIR/deploy-overlay"
+  cat >"$DEMO_DIR/deploy-overlay/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../../deploy
+images:
+  - name: sas-operator
+    newName: ${image%:*}
+    newTag: "${image##*:}"
+EOF
+  kubectl apply -k "$DEMO_DIR/deploy-overlay" >/dev/null
+  kubectl rollout status -n sas-operator deployment/sas-operator --timeout=120s
+  kubectl get pods -n sas-operator -o wide
+else
+  step "Installing the CRDs (SasGrant, SasIssuer, ClusterSasIssuer)"
+  kubectl apply --server-side -f "$REPO_ROOT/crds/" >/dev/null
+  kubectl wait --for condition=established --timeout=30s \
+    crd/sasgrants.sas-operator.io crd/sasissuers.sas-operator.io crd/clustersasissuers.sas-operator.io >/dev/null
+
+  step "Running the operator (logs: target/demo/operator.log)"
+  stop_operator
+  admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # The authority host and the CAs are the emulators'; in Azure, leave both at their defaults.
+  setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
+    --authority-host "$ENTRA_AUTHORITY_HOST" --extra-ca-file "$ENTRA_CA_CERT,$AZURITE_OAUTH_CA_CERT" \
+    </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
+  echo $! >"$DEMO_DIR/operator.pid"
+  for _ in $(seq 60); do
+    curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || die "the operator did not become ready; see $DEMO_DIR/operator.log"
+fi
 
 step "Applying examples/ (a labelled key Secret for Azurite's account and four grants) to namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -97,6 +135,67 @@ downloaded=$(curl -fsS -H 'x-ms-version: 2025-11-05' "$AZURITE_BLOB_ENDPOINT/dem
   || die "download with the token failed"
 [[ "$downloaded" == "$body" ]] || die "downloaded a different body: $downloaded"
 echo "  uploaded and downloaded demo/hello.txt with the Secret's sasToken: \"$downloaded\""
+
+if [[ -z "$node_reason" ]]; then
+  step "A consumer pod: reads sasUrl from its mounted Secret before every request, uploads and downloads a blob"
+  # A grant that rotates every minute or so (validity 3m, renewBefore 2m), to watch it happen.
+  kubectl apply -n "$NAMESPACE" -f - >/dev/null <<EOF
+apiVersion: sas-operator.io/v1alpha1
+kind: SasGrant
+metadata:
+  name: demo-consumer
+spec:
+  storageAccount:
+    name: devstoreaccount1
+    keySecretRef: {name: azurite-keys}
+    endpoints: {blob: "$AZURITE_BLOB_ENDPOINT"}
+  resource:
+    container: {name: demo}
+  permissions: rwl
+  protocol: https,http
+  validity: 3m
+  renewBefore: 2m
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: consumer
+spec:
+  hostNetwork: true # Azurite listens on the host's loopback
+  securityContext: {runAsNonRoot: true, runAsUser: 65532}
+  containers:
+    - name: consumer
+      image: $TESTENV_CONSUMER_IMAGE
+      imagePullPolicy: Never
+      volumeMounts: [{name: sas, mountPath: /var/run/sas, readOnly: true}]
+  volumes:
+    - name: sas
+      secret: {secretName: demo-consumer}
+EOF
+  kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s pod/consumer >/dev/null
+  for _ in $(seq 30); do
+    kubectl logs -n "$NAMESPACE" consumer 2>/dev/null | grep -q '"event":"round"' && break
+    sleep 1
+  done
+  kubectl logs -n "$NAMESPACE" consumer | head -n 4
+fi
+
+if [[ -z "$node_reason" ]]; then
+  cat <<EOF
+
+Demo is running: the operator as pods from deploy/ on node $TESTENV_NODE_NAME, and a consumer pod.
+(The keyless grant is shown with the operator as a local process: DEMO_LOCAL_OPERATOR=1 make demo.)
+Try:
+  source target/testenv/env.sh && alias kubectl="\$TESTENV_KUBECTL"
+  kubectl logs -f consumer -n $NAMESPACE            # a round per second; "token-changed" about every minute
+  kubectl get sasg -A                              # grants, Ready, expiry
+  kubectl get pods -n sas-operator -o wide         # two replicas; the Lease names the leader:
+  kubectl get lease sas-operator -n sas-operator -o jsonpath='{.spec.holderIdentity}{"\n"}'
+  kubectl logs -n sas-operator deployment/sas-operator
+Stop it all with: make demo-down
+EOF
+  exit 0
+fi
 
 step "Keyless: a SasIssuer with workload identity and a grant, no account key in namespace $NAMESPACE-keyless"
 keyless_ns="$NAMESPACE-keyless"
@@ -135,20 +234,14 @@ spec:
   permissions: rwl
   target: {secretName: demo-keyless-sas}
 YAML
-# The container is made with an admin bearer token (Azurite's --oauth basic checks the claims,
-# not the signature); everything after goes through the operator's user delegation SAS.
-admin_bearer=$(python3 - <<'PY'
-import base64, json, time
-part = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()
-now = int(time.time())
-claims = {"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
-          "nbf": now - 300, "iat": now - 300, "exp": now + 3600,
-          "oid": "6f1a3e0c-5b7d-4c2e-9a8f-0d1e2f3a4b5c", "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47"}
-print(part({"alg": "RS256", "typ": "JWT"}) + "." + part(claims) + "." + part("unsigned"))
-PY
-)
+# The container is made with a one-off account SAS (Azurite takes shared key too; an Azure
+# account with Shared Key disabled would not); everything after goes through the operator's
+# user delegation SAS.
+oauth_admin_token=$(AZURE_STORAGE_KEY="$AZURITE_OAUTH_ACCOUNT_KEY" "$operator" sign account \
+  --account-name "$AZURITE_OAUTH_ACCOUNT_NAME" --services b --resource-types c --permissions c \
+  --expiry "$(date -u -d '+10 minutes' +%Y-%m-%dT%H:%M:%SZ)")
 curl -sS -o /dev/null --cacert "$AZURITE_OAUTH_CA_CERT" -X PUT -H 'x-ms-version: 2025-05-05' \
-  -H "Authorization: Bearer $admin_bearer" "$AZURITE_OAUTH_BLOB_ENDPOINT/keyless?restype=container" || true
+  "$AZURITE_OAUTH_BLOB_ENDPOINT/keyless?restype=container&$oauth_admin_token" || true
 kubectl wait -n "$keyless_ns" --for condition=Ready --timeout=60s sasgrant/demo-keyless sasissuer/storage
 kubectl get sasissuer,sasgrant -n "$keyless_ns"
 keyless_token=$(kubectl get secret demo-keyless-sas -n "$keyless_ns" -o jsonpath='{.data.sasToken}' | base64 -d)
