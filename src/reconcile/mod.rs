@@ -31,6 +31,9 @@ use crate::sas::{self, SigningKey};
 /// The field manager of every write; also the `managed-by` label value.
 pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
 
+/// How soon a grant whose write conflicted is reconciled again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
 /// Where "now" comes from; tests may substitute their own.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -118,6 +121,11 @@ pub async fn reconcile<C: Cluster>(
                 facts.renews_at,
             )))
         }
+        // A read that was behind a write: the next read is fresh (the seam marked it).
+        Err(err) if err.is_conflict() => {
+            tracing::debug!(namespace = %namespace, name = %name, "conflict; reading again");
+            Ok(Action::requeue(CONFLICT_RETRY))
+        }
         Err(err) => {
             ctx.metrics.set_ready(&namespace, &name, false);
             Err(err)
@@ -169,7 +177,7 @@ async fn reconcile_grant<C: Cluster>(
         Err(err) => (None, Err(err)),
     };
     if let Err(err) = &result
-        && !err.api_reachable()
+        && (!err.api_reachable() || err.is_conflict())
     {
         return result;
     }
