@@ -526,4 +526,79 @@ mod tests {
         .await;
         assert!(started.elapsed() < Duration::from_secs(5));
     }
+
+    fn secret_meta(name: &str, version: &str, owner: Option<&str>) -> PartialObjectMeta<Secret> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut meta = PartialObjectMeta::<Secret>::default();
+        meta.metadata.namespace = Some("ns".into());
+        meta.metadata.name = Some(name.into());
+        meta.metadata.resource_version = Some(version.into());
+        meta.metadata.owner_references = owner.map(|owner| {
+            vec![OwnerReference {
+                api_version: "sas-operator.io/v1alpha1".into(),
+                kind: "SasGrant".into(),
+                name: owner.into(),
+                uid: "uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]
+        });
+        meta
+    }
+
+    fn written(name: &str, version: &str) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.namespace = Some("ns".into());
+        secret.metadata.name = Some(name.into());
+        secret.metadata.resource_version = Some(version.into());
+        secret
+    }
+
+    #[test]
+    fn the_event_of_our_own_secret_write_reconciles_nothing_and_a_foreign_change_its_owner() {
+        let (index, caches) = (GrantIndex::default(), SecretCaches::default());
+        caches.wrote(written("app", "7"));
+        let ours = secret_meta("app", "7", Some("app"));
+        assert!(grants_touched_by(&index, &caches, &ours).is_empty());
+        assert!(!caches.take_dirty(&("ns".into(), "app".into())));
+
+        let foreign = secret_meta("app", "8", Some("app"));
+        assert_eq!(
+            grants_touched_by(&index, &caches, &foreign),
+            vec![ObjectRef::new("app").within("ns")]
+        );
+        assert!(
+            caches.take_dirty(&("ns".into(), "app".into())),
+            "the next read is a GET"
+        );
+    }
+
+    #[test]
+    fn a_key_secret_event_reconciles_the_grants_signing_with_it_until_that_version_is_cached() {
+        let (index, caches) = (GrantIndex::default(), SecretCaches::default());
+        let grant = |name: &str, key: &str| {
+            let spec = serde_json::json!({
+                "storageAccount": {"name": "acct", "keySecretRef": {"name": key}},
+                "resource": {"container": {"name": "data"}},
+                "permissions": "r",
+            });
+            let mut grant = SasGrant::new(name, serde_json::from_value(spec).unwrap());
+            grant.metadata.namespace = Some("ns".into());
+            grant
+        };
+        index.observe(&watcher::Event::Apply(grant("a", "keys")));
+        index.observe(&watcher::Event::Apply(grant("b", "other")));
+        let event = secret_meta("keys", "3", None);
+        assert_eq!(
+            grants_touched_by(&index, &caches, &event),
+            vec![ObjectRef::new("a").within("ns")]
+        );
+        let key = ("ns".to_string(), "keys".to_string());
+        let (_, _, epoch) = caches.key(&key);
+        caches.fetched_key(&key, epoch, written("keys", "3"));
+        assert!(
+            grants_touched_by(&index, &caches, &event).is_empty(),
+            "a version already signed with changes nothing"
+        );
+    }
 }
