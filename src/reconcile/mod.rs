@@ -116,10 +116,13 @@ pub async fn reconcile<C: Cluster>(
             ctx.metrics.set_ready(&namespace, &name, true);
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
-            Ok(Action::requeue(schedule::requeue_after(
-                ctx.now(),
-                facts.renews_at,
-            )))
+            // Decisions see `now` in whole seconds: waking before the second after `renews_at`
+            // would find nothing due yet and cost a second reconcile.
+            let due = Timestamp::from_second(facts.renews_at.as_second() + 1)
+                .ok()
+                .filter(|_| facts.renews_at.subsec_nanosecond() != 0)
+                .unwrap_or(facts.renews_at);
+            Ok(Action::requeue(schedule::requeue_after((ctx.clock)(), due)))
         }
         // A read that was behind a write: the next read is fresh (the seam marked it).
         Err(err) if err.is_conflict() => {
