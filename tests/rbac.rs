@@ -1,5 +1,5 @@
 //! Least privilege, both directions: the operator, running under the ServiceAccount that
-//! `deploy/` installs and with exactly `deploy/rbac.yaml`'s permissions, passes the
+//! `deploy/` installs and with exactly `deploy/base/rbac.yaml`'s permissions, passes the
 //! controller's end-to-end scenario (nothing it needs is missing), and the API server's audit
 //! log shows it used every permission the file grants (nothing granted is superfluous).
 
@@ -67,14 +67,14 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
     let forbidden = forbidden_requests_of(OPERATOR_USER);
     assert!(
         forbidden.is_empty(),
-        "the operator was denied (403) these requests, so deploy/rbac.yaml lacks them:\n{}",
+        "the operator was denied (403) these requests, so deploy/base/rbac.yaml lacks them:\n{}",
         forbidden.join("\n")
     );
     let granted = permissions_granted_by_deploy_rbac();
     let unused: Vec<&Permission> = granted.difference(&used).collect();
     assert!(
         unused.is_empty(),
-        "deploy/rbac.yaml grants permissions the operator never used: {unused:?}\n\
+        "deploy/base/rbac.yaml grants permissions the operator never used: {unused:?}\n\
          used (apiGroup, resource, verb): {used:#?}"
     );
     operator.assert_logs_free_of(&[&common::azurite().key, &token]);
@@ -294,7 +294,7 @@ struct PolicyRule {
     verbs: Vec<String>,
 }
 
-/// Every (API group, resource, verb) the Roles and ClusterRoles of `deploy/rbac.yaml` grant.
+/// Every (API group, resource, verb) the Roles and ClusterRoles of `deploy/base/rbac.yaml` grant.
 fn permissions_granted_by_deploy_rbac() -> BTreeSet<Permission> {
     let yaml = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -314,13 +314,13 @@ fn permissions_granted_by_deploy_rbac() -> BTreeSet<Permission> {
                 for verb in &rule.verbs {
                     assert!(
                         group != "*" && resource != "*" && verb != "*",
-                        "deploy/rbac.yaml must not grant wildcards"
+                        "deploy/base/rbac.yaml must not grant wildcards"
                     );
                     granted.insert((group.clone(), resource.clone(), verb.clone()));
                 }
             }
         }
     }
-    assert!(!granted.is_empty(), "deploy/rbac.yaml grants nothing");
+    assert!(!granted.is_empty(), "deploy/base/rbac.yaml grants nothing");
     granted
 }
