@@ -205,10 +205,7 @@ impl SecretCaches {
     pub fn writing(&self, key: &Key) -> InFlight {
         let (done, wait) = watch::channel(());
         lock(&self.in_flight).insert(key.clone(), wait);
-        InFlight {
-            _done: done,
-            key: key.clone(),
-        }
+        InFlight { _done: done }
     }
 
     /// Forgets a finished write (its guard dropped) unless another one started since.
@@ -282,29 +279,11 @@ impl SecretCaches {
             lock(&self.known_versions).remove(key);
         }
     }
-
-    /// How many objects the caches hold (owned Secrets, key Secrets), for tests and logs.
-    pub fn sizes(&self) -> (usize, usize) {
-        (
-            lock(&self.owned).len(),
-            lock(&self.keys)
-                .values()
-                .filter(|e| e.secret.is_some())
-                .count(),
-        )
-    }
 }
 
 /// A write in flight; dropping it lets waiting watch events through.
 pub struct InFlight {
     _done: watch::Sender<()>,
-    key: Key,
-}
-
-impl InFlight {
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
 }
 
 #[cfg(test)]

@@ -116,13 +116,10 @@ pub async fn reconcile<C: Cluster>(
             ctx.metrics.set_ready(&namespace, &name, true);
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
-            // Decisions see `now` in whole seconds: waking before the second after `renews_at`
-            // would find nothing due yet and cost a second reconcile.
-            let due = Timestamp::from_second(facts.renews_at.as_second() + 1)
-                .ok()
-                .filter(|_| facts.renews_at.subsec_nanosecond() != 0)
-                .unwrap_or(facts.renews_at);
-            Ok(Action::requeue(schedule::requeue_after((ctx.clock)(), due)))
+            Ok(Action::requeue(schedule::requeue_after(
+                (ctx.clock)(),
+                wake_at(facts.renews_at),
+            )))
         }
         // A read that was behind a write: the next read is fresh (the seam marked it).
         Err(err) if err.is_conflict() => {
@@ -134,6 +131,16 @@ pub async fn reconcile<C: Cluster>(
             Err(err)
         }
     }
+}
+
+/// When to look at a grant due at `renews_at` again. Decisions see `now` in whole seconds, so
+/// waking within the second of a fractional `renews_at` finds nothing due yet and costs a
+/// second reconcile: wake at the next whole second.
+fn wake_at(renews_at: Timestamp) -> Timestamp {
+    if renews_at.subsec_nanosecond() == 0 {
+        return renews_at;
+    }
+    Timestamp::from_second(renews_at.as_second() + 1).unwrap_or(renews_at)
 }
 
 /// Retries a failed reconcile: transient errors with per-grant exponential backoff, errors

@@ -304,3 +304,11 @@ async fn a_spec_that_renews_almost_at_once_is_still_requeued_after_the_minimum_t
         assert_eq!(action, Action::requeue(Duration::from_secs(360)));
     }
 }
+
+#[test]
+fn a_renewal_wakes_at_the_first_whole_second_at_which_it_is_due() {
+    let due: Timestamp = "2030-01-01T06:00:00.250Z".parse().unwrap();
+    assert_eq!(wake_at(due), "2030-01-01T06:00:01Z".parse().unwrap());
+    let whole: Timestamp = "2030-01-01T06:00:00Z".parse().unwrap();
+    assert_eq!(wake_at(whole), whole);
+}
