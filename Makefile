@@ -41,7 +41,7 @@ crds:
 bench:
 	$(CARGO) bench --bench signer
 
-## The scale benchmark (README "Scale"): N grants (SCALE_N, default 1000; 10000 takes longer)
+## The scale benchmark (README "Scale"): N grants (SCALE_N, default 1000; for 10000 see benches/scale.rs)
 ## on `make testenv`'s control plane, the operator release build under deploy/'s RBAC.
 ## SAS_OPERATOR_BIN measures another build of the operator (e.g. an older commit's).
 bench-scale: testenv

@@ -9,7 +9,10 @@
 //!
 //! Environment: `source target/testenv/env.sh` (KUBECONFIG, TESTENV_AUDIT_LOG), and
 //! `SCALE_N` (default 1000), `SCALE_CONCURRENCY` (4), `SAS_OPERATOR_BIN` (the binary to
-//! measure; default target/release/sas-operator), `SCALE_ROTATION=0` to skip the rotation.
+//! measure; default target/release/sas-operator), `SCALE_ROTATION=0` to skip the rotation,
+//! `SCALE_VALIDITY` / `SCALE_RENEW_BEFORE` (default 2m / 1m). At 10,000 grants use long ones
+//! (e.g. 8h / 2h) with `SCALE_ROTATION=0`: at concurrency 4 the first grants fall due before the
+//! last are signed.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -327,8 +330,8 @@ fn grant(name: &str) -> SasGrant {
         "storageAccount": {"name": "devstoreaccount1", "keySecretRef": {"name": "keys"}},
         "resource": {"container": {"name": "data"}},
         "permissions": "r",
-        "validity": "2m",
-        "renewBefore": "1m",
+        "validity": env_or("SCALE_VALIDITY", "2m"),
+        "renewBefore": env_or("SCALE_RENEW_BEFORE", "1m"),
     });
     SasGrant::new(name, serde_json::from_value(spec).expect("grant spec"))
 }
