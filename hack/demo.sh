@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # `make demo`: a local control plane and Azurite, the CRD, the operator, the grants in
 # examples/, and proof that a token from a Secret works: a blob uploaded and downloaded with it.
+# Where a worker node can run (root on Linux), the operator runs as pods from deploy/ (its
+# image built without Docker by hack/image.sh) and a consumer pod uses a rotating token from
+# its mounted Secret; elsewhere the operator runs as a local process.
 #
 #   hack/demo.sh        set everything up (the first run builds the control plane: minutes)
 #   hack/demo.sh down   stop the operator, the control plane and Azurite
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=node.sh
+source "$HACK_DIR/node.sh"
 
 DEMO_DIR="$REPO_ROOT/target/demo"
 NAMESPACE=demo
@@ -32,28 +37,58 @@ step "Building sas-operator"
 (cd "$REPO_ROOT" && cargo build --quiet --bin sas-operator)
 operator="$REPO_ROOT/target/debug/sas-operator"
 
-step "Starting kube-apiserver, etcd, kube-controller-manager and Azurite on 127.0.0.1"
-"$HACK_DIR/testenv.sh" up control-plane azurite
+node_reason="$(node_unsupported_reason)"
+components=(control-plane azurite)
+if [[ -z "$node_reason" ]]; then
+  components+=(node)
+  step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite and a worker node (containerd, kubelet, kube-scheduler)"
+else
+  log "no worker node: $node_reason; the operator runs as a local process instead of pods"
+  step "Starting kube-apiserver, etcd, kube-controller-manager and Azurite on 127.0.0.1"
+fi
+"$HACK_DIR/testenv.sh" up "${components[@]}"
 # shellcheck disable=SC1091
 source "$REPO_ROOT/target/testenv/env.sh"
 kubectl() { "$TESTENV_KUBECTL" "$@"; }
-
-step "Installing the SasGrant CRD"
-kubectl apply --server-side -f "$REPO_ROOT/crds/sasgrant.yaml" >/dev/null
-kubectl wait --for condition=established --timeout=30s crd/sasgrants.sas-operator.io >/dev/null
-
-step "Running the operator (logs: target/demo/operator.log)"
 mkdir -p "$DEMO_DIR"
-stop_operator
-admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
-  </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
-echo $! >"$DEMO_DIR/operator.pid"
-for _ in $(seq 60); do
-  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || die "the operator did not become ready; see $DEMO_DIR/operator.log"
+
+if [[ -z "$node_reason" ]]; then
+  step "Building the operator image without Docker (hack/image.sh: a static release build, minutes the first time)"
+  image="$("$HACK_DIR/image.sh")"
+  "$TESTENV_CTR" --address "$TESTENV_CONTAINERD_ADDRESS" -n k8s.io images import \
+    "$REPO_ROOT/target/image/sas-operator.tar" >/dev/null
+  step "Installing deploy/ (CRD, RBAC, 2 replicas with leader election) with the image $image"
+  mkdir -p "$DEMO_DIR/deploy-overlay"
+  cat >"$DEMO_DIR/deploy-overlay/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../../deploy
+images:
+  - name: sas-operator
+    newName: ${image%:*}
+    newTag: "${image##*:}"
+EOF
+  kubectl apply -k "$DEMO_DIR/deploy-overlay" >/dev/null
+  kubectl rollout status -n sas-operator deployment/sas-operator --timeout=120s
+  kubectl get pods -n sas-operator -o wide
+else
+  step "Installing the SasGrant CRD"
+  kubectl apply --server-side -f "$REPO_ROOT/crds/sasgrant.yaml" >/dev/null
+  kubectl wait --for condition=established --timeout=30s crd/sasgrants.sas-operator.io >/dev/null
+
+  step "Running the operator (logs: target/demo/operator.log)"
+  stop_operator
+  admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
+    </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
+  echo $! >"$DEMO_DIR/operator.pid"
+  for _ in $(seq 60); do
+    curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || die "the operator did not become ready; see $DEMO_DIR/operator.log"
+fi
 
 step "Applying examples/ (a labelled key Secret for Azurite's account and four grants) to namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -90,6 +125,66 @@ downloaded=$(curl -fsS -H 'x-ms-version: 2025-11-05' "$AZURITE_BLOB_ENDPOINT/dem
   || die "download with the token failed"
 [[ "$downloaded" == "$body" ]] || die "downloaded a different body: $downloaded"
 echo "  uploaded and downloaded demo/hello.txt with the Secret's sasToken: \"$downloaded\""
+
+if [[ -z "$node_reason" ]]; then
+  step "A consumer pod: reads sasUrl from its mounted Secret before every request, uploads and downloads a blob"
+  # A grant that rotates every minute or so (validity 3m, renewBefore 2m), to watch it happen.
+  kubectl apply -n "$NAMESPACE" -f - >/dev/null <<EOF
+apiVersion: sas-operator.io/v1alpha1
+kind: SasGrant
+metadata:
+  name: demo-consumer
+spec:
+  storageAccount:
+    name: devstoreaccount1
+    keySecretRef: {name: azurite-keys}
+    endpoints: {blob: "$AZURITE_BLOB_ENDPOINT"}
+  resource:
+    container: {name: demo}
+  permissions: rwl
+  protocol: https,http
+  validity: 3m
+  renewBefore: 2m
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: consumer
+spec:
+  hostNetwork: true # Azurite listens on the host's loopback
+  securityContext: {runAsNonRoot: true, runAsUser: 65532}
+  containers:
+    - name: consumer
+      image: $TESTENV_CONSUMER_IMAGE
+      imagePullPolicy: Never
+      volumeMounts: [{name: sas, mountPath: /var/run/sas, readOnly: true}]
+  volumes:
+    - name: sas
+      secret: {secretName: demo-consumer}
+EOF
+  kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s pod/consumer >/dev/null
+  for _ in $(seq 30); do
+    kubectl logs -n "$NAMESPACE" consumer 2>/dev/null | grep -q '"event":"round"' && break
+    sleep 1
+  done
+  kubectl logs -n "$NAMESPACE" consumer | head -n 4
+fi
+
+if [[ -z "$node_reason" ]]; then
+  cat <<EOF
+
+Demo is running: the operator as pods from deploy/ on node $TESTENV_NODE_NAME, and a consumer pod.
+Try:
+  source target/testenv/env.sh && alias kubectl="\$TESTENV_KUBECTL"
+  kubectl logs -f consumer -n $NAMESPACE            # a round per second; "token-changed" about every minute
+  kubectl get sasg -A                              # grants, Ready, expiry
+  kubectl get pods -n sas-operator -o wide         # two replicas; the Lease names the leader:
+  kubectl get lease sas-operator -n sas-operator -o jsonpath='{.spec.holderIdentity}{"\n"}'
+  kubectl logs -n sas-operator deployment/sas-operator
+Stop it all with: make demo-down
+EOF
+  exit 0
+fi
 
 cat <<EOF
 

@@ -14,18 +14,20 @@ sudo=()
 (( EUID == 0 )) || sudo=(sudo)
 sources=/etc/apt/sources.list.d/sas-operator-trixie.sources
 pin=/etc/apt/preferences.d/sas-operator-trixie
-if [[ ! -f "$sources" || ! -f "$pin" ]]; then
-  log "etcd: adding a Debian trixie apt source, pinned at priority 100 (nothing upgrades to it)"
-  printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' \
-    'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
-    | "${sudo[@]}" tee "$sources" >/dev/null
+# Trixie from the same archive (or mirror) the machine's own Debian source names.
+archive="$(debian_archive_uri)"
+wanted_sources="$(printf '%s\n' 'Types: deb' "URIs: $archive" 'Suites: trixie' \
+  'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg')"
+if [[ ! -f "$sources" || ! -f "$pin" || "$(cat "$sources")" != "$wanted_sources" ]]; then
+  log "etcd: adding a Debian trixie apt source ($archive), pinned at priority 100 (nothing upgrades to it)"
+  echo "$wanted_sources" | "${sudo[@]}" tee "$sources" >/dev/null
   printf '%s\n' 'Package: *' 'Pin: release n=trixie' 'Pin-Priority: 100' \
     | "${sudo[@]}" tee "$pin" >/dev/null
 fi
 if ! apt-cache madison etcd-server 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' | grep -qxF "$ETCD_DEBIAN_VERSION"; then
   log "etcd: apt-get update (to see trixie's etcd-server $ETCD_DEBIAN_VERSION)"
   with_heartbeat "apt-get update" "${sudo[@]}" apt-get update -qq \
-    || die "etcd: apt-get update failed (is deb.debian.org reachable?)"
+    || die "etcd: apt-get update failed (is $archive reachable?)"
 fi
 
 work="$(mktemp -d)"

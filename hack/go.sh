@@ -23,11 +23,16 @@ if [[ ! -x "$out/bin/go" ]]; then
     aarch64 | arm64) arch=arm64 ;;
     *) die "go: no Go toolchain for $(uname -m)" ;;
   esac
-  proxy="${GOPROXY:-https://proxy.golang.org}"; proxy="${proxy%%,*}"
+  # The module proxy this machine is configured with: `go env GOPROXY` of an older Go, else
+  # $GOPROXY; its first URL entry (entries are separated by , or |; skip direct and off).
+  proxies="$(command -v go >/dev/null && go env GOPROXY 2>/dev/null || echo "${GOPROXY:-}")"
+  proxy="$(tr ',|' '\n\n' <<<"$proxies" | grep -m1 -E '^(https?|file)://' || true)"
+  [[ -n "$proxy" ]] || die "go: no Go installed and no Go module proxy configured; install Go >= $required, or set GOPROXY to your module proxy's URL"
+  proxy="${proxy%/}"
   url="$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-$arch.zip"
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  log "go: downloading Go $GO_TOOLCHAIN_VERSION from the Go module proxy"
+  log "go: downloading Go $GO_TOOLCHAIN_VERSION from the Go module proxy $proxy"
   curl -fsSL --retry 3 -o "$work/go.zip" "$url" || die "go: could not download $url"
   if command -v unzip >/dev/null; then
     unzip -q "$work/go.zip" -d "$work/x"

@@ -10,6 +10,54 @@ TESTENV_CACHE="$CACHE_ROOT/testenv"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The URI of the Debian archive this machine's apt already uses (a mirror, a proxy or the
+# default), so an added suite goes through the same place: the source whose suite is this
+# release's codename (not -security or -updates) with component main.
+# SAS_OPERATOR_DEBIAN_URI overrides it.
+debian_archive_uri() {
+  if [[ -n "${SAS_OPERATOR_DEBIAN_URI:-}" ]]; then
+    echo "$SAS_OPERATOR_DEBIAN_URI"
+    return
+  fi
+  local codename uri
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  [[ -n "$codename" ]] || die "cannot tell this machine's Debian codename from /etc/os-release; set SAS_OPERATOR_DEBIAN_URI to a Debian archive URI"
+  uri="$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null \
+    | awk -v suite="$codename" '$2 == suite && $3 == "main" { print $1; exit }')"
+  [[ -n "$uri" ]] || die "no apt source for Debian $codename main found (apt-get indextargets); set SAS_OPERATOR_DEBIAN_URI to a Debian archive URI"
+  echo "${uri%/}"
+}
+
+# Where hack/node-tools.sh extracts containerd, runc and the CNI plugins.
+node_parts_dir() {
+  echo "$TESTENV_CACHE/node/containerd-$CONTAINERD_DEBIAN_VERSION-runc-$RUNC_DEBIAN_VERSION-cni-$CNI_PLUGINS_DEBIAN_VERSION"
+}
+
+# Packs ROOTFS (a directory) into a single-layer image as a docker-archive tar, the format
+# `ctr images import` reads; no registry and no Docker involved. Files are owned by root and
+# timestamps are zeroed, so the same inputs give the same image id.
+#   make_image_tar REF ROOTFS OUT CONFIG_JSON   (CONFIG_JSON: the image's "config" object)
+make_image_tar() {
+  local ref="$1" rootfs="$2" out="$3" config="$4" work arch diff_id config_id
+  work="$(mktemp -d)"
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
+  diff_id="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"
+  printf '{"architecture":"%s","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$arch" "$config" "$diff_id" >"$work/config.json"
+  config_id="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
+  mkdir "$work/$diff_id"
+  mv "$work/layer.tar" "$work/$diff_id/layer.tar"
+  mv "$work/config.json" "$work/$config_id.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' \
+    "$config_id" "$ref" "$diff_id" >"$work/manifest.json"
+  mkdir -p "$(dirname "$out")"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" \
+    -cf "$out.tmp" manifest.json "$config_id.json" "$diff_id/layer.tar"
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+}
+
 # Run a slow command, printing a heartbeat every 30 s so a long build never looks hung.
 with_heartbeat() {
   local what="$1"; shift

@@ -15,9 +15,13 @@
 # tokens; hack/entra-emulator.mjs). `up` starts entra after the others (it needs the control
 # plane); `serve entra` needs ENTRA_TRUST_APISERVER, ENTRA_TRUST_APISERVER_CA and
 # ENTRA_TRUST_KUBECONFIG (the harness passes its control plane's).
+# node (containerd, kubelet and kube-scheduler joining the control plane; root on Linux only:
+# see hack/node.sh; `serve node` joins the control plane named by TESTENV_CONTROL_PLANE_ENV).
 # Default: control-plane azurite azurite-oauth entra. State: $TESTENV_STATE (default target/testenv).
 # Each component writes KEY=VALUE lines to $TESTENV_STATE/<component>/env.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=node.sh
+source "$HACK_DIR/node.sh"
 
 STATE="${TESTENV_STATE:-$REPO_ROOT/target/testenv}"
 KUBE_BIN="$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin"
@@ -30,6 +34,8 @@ DEV_ACCOUNT=devstoreaccount1
 DEV_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 SECOND_ACCOUNT=sasop1
 READY_TIMEOUT=${TESTENV_READY_TIMEOUT:-90}
+# The worker node's name (one node per machine: see start_node).
+NODE_NAME=testenv-node
 
 need() {
   local path="$1" what="$2"
@@ -87,6 +93,7 @@ stop_component() {
       sleep 0.1
     done
   fi
+  [[ "$1" == node ]] && node_teardown "$dir"
   rm -rf "$dir"
 }
 
@@ -132,18 +139,32 @@ EOF
 
 start_control_plane_once() {
   local dir="$1"
-  local etcd_port apiserver_port token kcm_token server
+  local etcd_port apiserver_port token kcm_token node_token server
   etcd_port=$(free_port)
   apiserver_port=$(free_port)
   server="https://127.0.0.1:$apiserver_port"
   token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
   kcm_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  node_token=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')
   : >"$dir/pids"
   mkdir -p "$dir/pki"
   openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
   # The controller-manager gets its own user name so the audit log tells it apart from tests.
   printf '%s\n' "$token,admin,admin,system:masters" \
-    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" >"$dir/pki/tokens.csv"
+    "$kcm_token,system:kube-controller-manager,kube-controller-manager,system:masters" \
+    "$node_token,system:node:$NODE_NAME,kubelet,\"system:nodes,system:masters\"" >"$dir/pki/tokens.csv"
+  # The apiserver authenticates to a node's kubelet (logs, exec) with a client certificate
+  # from a CA that only this control plane has; the node's kubelet trusts exactly that CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -subj /CN=testenv-kubelet-client-ca -keyout "$dir/pki/kubelet-client-ca.key" \
+    -out "$dir/pki/kubelet-client-ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$dir/pki/kubelet-client.key" -out "$dir/pki/kubelet-client.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints=CA:FALSE' 'extendedKeyUsage=clientAuth' >"$dir/pki/kubelet-client.ext"
+  openssl x509 -req -in "$dir/pki/kubelet-client.csr" -CA "$dir/pki/kubelet-client-ca.crt" \
+    -CAkey "$dir/pki/kubelet-client-ca.key" -CAcreateserial -days 7 \
+    -extfile "$dir/pki/kubelet-client.ext" -out "$dir/pki/kubelet-client.crt" 2>/dev/null
   cat >"$dir/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -168,16 +189,21 @@ EOF
     --service-account-key-file "$dir/pki/sa.key" \
     --service-account-signing-key-file "$dir/pki/sa.key" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-    --audit-log-maxsize 100
+    --audit-log-maxsize 100 \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$dir/pki/kubelet-client.crt" \
+    --kubelet-client-key "$dir/pki/kubelet-client.key"
   wait_for "$dir" "kube-apiserver /readyz" \
     "curl -fsS --cacert '$dir/pki/apiserver.crt' -H 'Authorization: Bearer $token' '$server/readyz'" || return 1
   write_kubeconfig "$dir/kubeconfig" "$server" "$dir/pki/apiserver.crt" admin "$token"
   write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
     system:kube-controller-manager "$kcm_token"
+  write_kubeconfig "$dir/node.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
+    "system:node:$NODE_NAME" "$node_token"
 
   start_daemon "$dir" kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false --secure-port 0 \
-    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller \
+    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,node-lifecycle-controller \
     --service-account-private-key-file "$dir/pki/sa.key" \
     --root-ca-file "$dir/pki/apiserver.crt"
   # The serviceaccount controller creating `default` in `default` proves the controllers run.
@@ -190,6 +216,9 @@ TESTENV_APISERVER=$server
 TESTENV_APISERVER_CA=$dir/pki/apiserver.crt
 TESTENV_AUDIT_LOG=$dir/audit.log
 TESTENV_KUBECTL=$KUBECTL
+TESTENV_APISERVER_PORT=$apiserver_port
+TESTENV_NODE_KUBECONFIG=$dir/node.kubeconfig
+TESTENV_KUBELET_CLIENT_CA=$dir/pki/kubelet-client-ca.crt
 EOF
 }
 
@@ -328,7 +357,8 @@ start_component() {
     control-plane) start_control_plane ;;
     azurite | azurite-oauth) start_azurite "$component" ;;
     entra) start_entra ;;
-    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth, entra)" ;;
+    node) start_node ;;
+    *) die "unknown component '$component' (control-plane, azurite, azurite-oauth, entra, node)" ;;
   esac
   log "$component: ready in $((SECONDS - started)) s"
 }
@@ -338,7 +368,7 @@ write_env_sh() {
   local component
   {
     echo "# Written by hack/testenv.sh; source it to use the running test environment."
-    for component in control-plane azurite azurite-oauth entra; do
+    for component in control-plane azurite azurite-oauth entra node; do
       [[ -f "$STATE/$component/env" ]] || continue
       if [[ "$component" == azurite-oauth ]]; then
         sed -e 's/^AZURITE_/AZURITE_OAUTH_/' -e 's/^/export /' "$STATE/$component/env"
@@ -355,29 +385,34 @@ case "$cmd" in
   up)
     (( $# )) || set -- control-plane azurite azurite-oauth entra
     # Components are independent: start them side by side; entra then, as it trusts the
-    # control plane's ServiceAccount tokens.
-    started=$SECONDS waits=() with_entra=false
+    # control plane's ServiceAccount tokens; the node joins the control plane once it is up.
+    started=$SECONDS waits=() with_entra=false with_node=false
     for component in "$@"; do
       if [[ "$component" == entra ]]; then with_entra=true; continue; fi
+      if [[ "$component" == node ]]; then with_node=true; continue; fi
       start_component "$component" & waits+=("$!")
     done
     failed=0
     for pid in "${waits[@]+"${waits[@]}"}"; do wait "$pid" || failed=1; done
     if (( failed == 0 )) && $with_entra; then (start_component entra) || failed=1; fi
     (( failed == 0 )) || die "the test environment did not start (see above); 'make testenv-down' cleans up"
+    if $with_node; then
+      start_component node || die "the node did not start (see above); 'make testenv-down' cleans up"
+    fi
     write_env_sh
     log "test environment up in $((SECONDS - started)) s"
     log "test environment ready: source $STATE/env.sh"
     ;;
   down)
-    (( $# )) || set -- entra control-plane azurite azurite-oauth
+    (( $# )) || set -- node entra control-plane azurite azurite-oauth
     for component in "$@"; do stop_component "$component"; done
     rm -f "$STATE/env.sh"
     rmdir "$STATE" 2>/dev/null || true
     ;;
   serve)
     (( $# == 1 )) || die "usage: $0 serve COMPONENT"
-    trap 'stop_component "$1"; rmdir "$STATE" 2>/dev/null || true' EXIT
+    served_component="$1" # not "$1" in the trap: an exit inside a function has that function's
+    trap 'stop_component "$served_component"; rmdir "$STATE" 2>/dev/null || true' EXIT
     trap 'exit 130' INT TERM HUP
     start_component "$1"
     echo "READY $STATE/$1/env"
@@ -395,7 +430,7 @@ case "$cmd" in
     write_kubeconfig "$3" "$TESTENV_APISERVER" "$TESTENV_APISERVER_CA" "system:serviceaccount:$1:$2" "$token"
     ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -21,18 +21,26 @@ apt_install() {
     || die "apt-get install $* failed"
 }
 missing=()
-for tool in curl openssl setsid dpkg-deb; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl openssl setsid dpkg-deb gcc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if (( ${#missing[@]} )); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in setsid) packages+=(util-linux) ;; dpkg-deb) packages+=(dpkg) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in
+      setsid) packages+=(util-linux) ;;
+      dpkg-deb) packages+=(dpkg) ;;
+      gcc) packages+=(gcc libc6-dev) ;; # the node's pause program, linked statically
+      *) packages+=("$tool") ;;
+    esac
   done
   apt_install "${packages[@]}"
 fi
 command -v npm >/dev/null || apt_install nodejs npm
 
 # Go is needed only while the Kubernetes binaries are not cached yet.
+# (The node's consumer image is a Go program too; hack/node-images.sh finds Go itself.)
 if [[ ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kube-controller-manager" \
+   || ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kubelet" \
+   || ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kube-scheduler" \
    || ! -x "$TESTENV_CACHE/kubectl/$K8S_VERSION/bin/kubectl" ]]; then
   gobin="$("$HACK_DIR/go.sh")" || die "could not obtain a Go toolchain (needed to build Kubernetes $K8S_VERSION)"
   export PATH="$gobin:$PATH"
@@ -44,3 +52,6 @@ step "etcd $ETCD_DEBIAN_VERSION" "$HACK_DIR/etcd.sh"
 step "azurite $AZURITE_VERSION" "$HACK_DIR/azurite.sh"
 step "Entra ID emulator (jose $ENTRA_EMULATOR_JOSE_VERSION)" "$HACK_DIR/entra.sh"
 step "Azure SDK oracles (PyPI, npm)" "$HACK_DIR/oracles.sh"
+# The worker node's parts are obtained everywhere (they are cached files, nothing runs);
+# whether the node can run here is decided when it starts.
+step "worker node: containerd, runc, CNI plugins, kubelet, kube-scheduler, images" "$HACK_DIR/node-tools.sh"

@@ -72,7 +72,9 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
 ).message("renewBefore must be shorter than validity by at least max(1m, validity/10), so a token stays in use that long (default validity 8h)"))]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantSpec {
+    /// The storage account whose key signs the token.
     pub storage_account: StorageAccount,
+    /// What the token grants access to: exactly one resource kind.
     pub resource: GrantResource,
     /// Permission letters, in any order; the signer emits Azure's canonical order.
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
@@ -113,6 +115,7 @@ pub struct SasGrantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub encryption_scope: Option<String>,
+    /// The Secret the token is written into (keys sasToken, sasUrl, connectionString, expiresAt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetSecret>,
 }
@@ -137,7 +140,7 @@ pub struct StorageAccount {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeySecretRef {
-    /// A Secret name (DNS-1123 subdomain).
+    /// Name of the Secret, in the grant's namespace (a DNS-1123 subdomain).
     #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub name: String,
     /// Key within the Secret's data. Default `key1`.
@@ -148,18 +151,23 @@ pub struct KeySecretRef {
     pub key: Option<String>,
 }
 
+/// Service endpoint URLs, each defaulting to `https://{name}.{service}.core.windows.net`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
+    /// Blob service endpoint, e.g. `https://mystorage.blob.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub blob: Option<String>,
+    /// Queue service endpoint, e.g. `https://mystorage.queue.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub queue: Option<String>,
+    /// Table service endpoint, e.g. `https://mystorage.table.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub table: Option<String>,
+    /// File service endpoint, e.g. `https://mystorage.file.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ENDPOINT_PATTERN), length(max = 512))]
     pub file: Option<String>,
@@ -172,20 +180,28 @@ pub struct Endpoints {
     "[has(self.account), has(self.container), has(self.blob), has(self.directory), has(self.share), has(self.file), has(self.queue), has(self.table)].filter(x, x).size() == 1"
 ).message("exactly one of account, container, blob, directory, share, file, queue, table must be set"))]
 pub struct GrantResource {
+    /// An account SAS: the services and resource types of the whole account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountResource>,
+    /// A service SAS for a blob container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<NamedResource>,
+    /// A service SAS for one blob (optionally a snapshot or version of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<BlobResource>,
+    /// A service SAS for a directory (ADLS Gen2, hierarchical namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryResource>,
+    /// A service SAS for a file share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<NamedResource>,
+    /// A service SAS for one file in a share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileResource>,
+    /// A service SAS for a queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<NamedResource>,
+    /// A service SAS for a table (optionally a partition/row key range).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableResource>,
 }
@@ -203,6 +219,7 @@ pub struct AccountResource {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NamedResource {
+    /// Name of the container, share or queue.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub name: String,
 }
@@ -212,13 +229,17 @@ pub struct NamedResource {
 #[x_kube(validation = Rule::new("!(has(self.snapshot) && has(self.versionId))")
     .message("set at most one of snapshot and versionId"))]
 pub struct BlobResource {
+    /// Container that holds the blob.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub container: String,
+    /// Blob name (path within the container).
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub name: String,
+    /// A snapshot time of the blob, to grant that snapshot only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 64))]
     pub snapshot: Option<String>,
+    /// A version id of the blob, to grant that version only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 64))]
     pub version_id: Option<String>,
@@ -226,16 +247,20 @@ pub struct BlobResource {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DirectoryResource {
+    /// Container (file system) that holds the directory.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub container: String,
+    /// Directory path within the container.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct FileResource {
+    /// Share that holds the file.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub share: String,
+    /// File path within the share.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub path: String,
 }
@@ -243,17 +268,22 @@ pub struct FileResource {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableResource {
+    /// Table name.
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 63))]
     pub name: String,
+    /// First partition key of the range the token grants (`spk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub start_pk: Option<String>,
+    /// First row key of the range the token grants (`srk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub start_rk: Option<String>,
+    /// Last partition key of the range the token grants (`epk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub end_pk: Option<String>,
+    /// Last row key of the range the token grants (`erk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NO_CONTROL_PATTERN), length(max = 1024))]
     pub end_rk: Option<String>,
@@ -280,13 +310,16 @@ pub struct TargetSecret {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantStatus {
+    /// The `Ready` condition: whether the Secret holds a valid token, and if not, why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<GrantCondition>,
+    /// The grant's `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The resource kind granted (account, container, blob, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_kind: Option<String>,
+    /// Name of the Secret the token is written into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// RFC 3339 expiry of the token in the Secret.
@@ -295,6 +328,7 @@ pub struct SasGrantStatus {
     /// RFC 3339 time of the next scheduled re-signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renews_at: Option<String>,
+    /// RFC 3339 time the current token was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<String>,
     /// A short hash of the current token, so a change is visible without exposing the token.
@@ -305,13 +339,18 @@ pub struct SasGrantStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantCondition {
+    /// Condition type; `Ready`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// A CamelCase reason such as `TokenValid` or `KeySecretNotFound`.
     pub reason: String,
+    /// Human-readable detail; never holds a token or a key.
     pub message: String,
+    /// RFC 3339 time the status last changed.
     pub last_transition_time: String,
+    /// The grant's `metadata.generation` the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

@@ -108,6 +108,11 @@ impl ControlPlane {
         command
     }
 
+    /// The KEY=VALUE file `hack/testenv.sh` wrote for this control plane (a node joins it).
+    pub fn env_file(&self) -> PathBuf {
+        self.served.component_dir.join("env")
+    }
+
     /// The apiserver's audit log: one JSON event per line, at Metadata level (user, verb,
     /// resource, namespace, name, response code) for every request.
     pub fn apiserver_audit_log_path(&self) -> &Path {

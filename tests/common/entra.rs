@@ -22,7 +22,7 @@ use kube::api::PostParams;
 use serde::Deserialize;
 
 use super::control_plane::{ControlPlane, control_plane};
-use super::process::{Served, serve_with_env};
+use super::process::{Served, serve_with};
 
 /// The audience Entra requires of a federated client assertion.
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -57,7 +57,7 @@ pub fn entra() -> &'static Entra {
     static ENTRA: OnceLock<Entra> = OnceLock::new();
     ENTRA.get_or_init(|| {
         let control_plane = control_plane();
-        let served = serve_with_env(
+        let served = serve_with(
             "entra",
             &[
                 ("ENTRA_TRUST_APISERVER", OsStr::new(&control_plane.server)),

@@ -11,6 +11,7 @@ pub mod azure;
 pub mod azurite;
 pub mod control_plane;
 pub mod entra;
+pub mod node;
 pub mod process;
 
 pub use azurite::{
@@ -18,6 +19,7 @@ pub use azurite::{
 };
 pub use control_plane::{ControlPlane, control_plane, test_namespace};
 pub use entra::{Entra, entra};
+pub use node::{Node, node};
 
 /// Polls `check` every 100 ms until it returns `Some`, and returns that value; panics naming
 /// `what` after `timeout`. For conditions the watch-based `kube::runtime::wait` cannot express.

@@ -40,11 +40,11 @@ pub fn repo_root() -> &'static Path {
 /// Starts `component` (control-plane, azurite, azurite-oauth or entra) and waits until it is
 /// ready.
 pub fn serve(component: &str) -> Served {
-    serve_with_env(component, &[])
+    serve_with(component, &[])
 }
 
-/// [`serve`] with extra environment variables for the script (e.g. what entra must trust).
-pub fn serve_with_env(component: &str, env: &[(&str, &OsStr)]) -> Served {
+/// [`serve`] with extra environment for `hack/testenv.sh` (e.g. the node's control plane).
+pub fn serve_with(component: &str, env: &[(&str, &std::ffi::OsStr)]) -> Served {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))

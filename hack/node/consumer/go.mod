@@ -1,0 +1,3 @@
+module sas-operator.local/consumer
+
+go 1.24
