@@ -131,6 +131,12 @@ impl Error {
         matches!(self, Error::Kube(err) if is_permanent_api_error(err))
     }
 
+    /// A 409: the object changed since it was read (or appeared since it was found missing).
+    /// A re-read resolves it, so it requeues quickly, without a Warning or a status change.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 409)
+    }
+
     /// Whether the API server answered at all; when it did not, writing status or Events about
     /// the failure would fail the same way.
     pub fn api_reachable(&self) -> bool {

@@ -3,9 +3,10 @@
 //! checks the leadership claim before every write; [`fake::FakeCluster`] lets the reconcile be
 //! tested in-process, without a server.
 //!
-//! Reads are GETs today; serving them from the watches' caches is a change inside
-//! [`KubeCluster`] only.
+//! Reads are served from caches the controller's watches feed (`cache`), inside
+//! [`KubeCluster`]; the reconcile does not know.
 
+pub mod cache;
 #[cfg(test)]
 pub mod fake;
 mod kubernetes;

@@ -31,6 +31,9 @@ use crate::sas;
 /// The field manager of every write; also the `managed-by` label value.
 pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
 
+/// How soon a grant whose write conflicted is reconciled again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
 /// Where "now" comes from; tests may substitute their own.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -140,15 +143,30 @@ pub async fn reconcile<C: Cluster>(
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
             Ok(Action::requeue(schedule::requeue_after(
-                ctx.now(),
-                facts.renews_at,
+                (ctx.clock)(),
+                wake_at(facts.renews_at),
             )))
+        }
+        // A read that was behind a write: the next read is fresh (the seam marked it).
+        Err(err) if err.is_conflict() => {
+            tracing::debug!(namespace = %namespace, name = %name, "conflict; reading again");
+            Ok(Action::requeue(CONFLICT_RETRY))
         }
         Err(err) => {
             ctx.metrics.set_ready(&namespace, &name, false);
             Err(err)
         }
     }
+}
+
+/// When to look at a grant due at `renews_at` again. Decisions see `now` in whole seconds, so
+/// waking within the second of a fractional `renews_at` finds nothing due yet and costs a
+/// second reconcile: wake at the next whole second.
+fn wake_at(renews_at: Timestamp) -> Timestamp {
+    if renews_at.subsec_nanosecond() == 0 {
+        return renews_at;
+    }
+    Timestamp::from_second(renews_at.as_second() + 1).unwrap_or(renews_at)
 }
 
 /// Retries a failed reconcile: transient errors with per-grant exponential backoff, errors
@@ -195,7 +213,7 @@ async fn reconcile_grant<C: Cluster>(
         Err(err) => (None, Err(err)),
     };
     if let Err(err) = &result
-        && !err.api_reachable()
+        && (!err.api_reachable() || err.is_conflict())
     {
         return result;
     }
