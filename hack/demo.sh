@@ -3,7 +3,9 @@
 # examples/, and proof that a token from a Secret works: a blob uploaded and downloaded with it.
 # Where a worker node can run (root on Linux), the operator runs as pods from deploy/ (its
 # image built without Docker by hack/image.sh) and a consumer pod uses a rotating token from
-# its mounted Secret; elsewhere the operator runs as a local process.
+# its mounted Secret; elsewhere, or with DEMO_LOCAL_OPERATOR=1, the operator runs as a local
+# process and the demo adds one keyless grant: a SasIssuer with workload identity (the Entra ID
+# emulator and Azurite over HTTPS with OAuth) signs a user delegation SAS with no account key.
 #
 #   hack/demo.sh        set everything up (the first run builds the control plane: minutes)
 #   hack/demo.sh down   stop the operator, the control plane and Azurite
@@ -38,13 +40,18 @@ step "Building sas-operator"
 operator="$REPO_ROOT/target/debug/sas-operator"
 
 node_reason="$(node_unsupported_reason)"
+if [[ "${DEMO_LOCAL_OPERATOR:-0}" == 1 ]]; then
+  node_reason="DEMO_LOCAL_OPERATOR=1"
+fi
 components=(control-plane azurite)
 if [[ -z "$node_reason" ]]; then
   components+=(node)
   step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite and a worker node (containerd, kubelet, kube-scheduler)"
 else
   log "no worker node: $node_reason; the operator runs as a local process instead of pods"
-  step "Starting kube-apiserver, etcd, kube-controller-manager and Azurite on 127.0.0.1"
+  # The keyless grant's emulators: Azurite over HTTPS with OAuth, and Entra ID.
+  components+=(azurite-oauth entra)
+  step "Starting kube-apiserver, etcd, kube-controller-manager, Azurite (HTTP and HTTPS+OAuth) and the Entra ID emulator on 127.0.0.1"
 fi
 "$HACK_DIR/testenv.sh" up "${components[@]}"
 # shellcheck disable=SC1091
@@ -73,14 +80,17 @@ EOF
   kubectl rollout status -n sas-operator deployment/sas-operator --timeout=120s
   kubectl get pods -n sas-operator -o wide
 else
-  step "Installing the SasGrant CRD"
-  kubectl apply --server-side -f "$REPO_ROOT/crds/sasgrant.yaml" >/dev/null
-  kubectl wait --for condition=established --timeout=30s crd/sasgrants.sas-operator.io >/dev/null
+  step "Installing the CRDs (SasGrant, SasIssuer, ClusterSasIssuer)"
+  kubectl apply --server-side -f "$REPO_ROOT/crds/" >/dev/null
+  kubectl wait --for condition=established --timeout=30s \
+    crd/sasgrants.sas-operator.io crd/sasissuers.sas-operator.io crd/clustersasissuers.sas-operator.io >/dev/null
 
   step "Running the operator (logs: target/demo/operator.log)"
   stop_operator
   admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # The authority host and the CAs are the emulators'; in Azure, leave both at their defaults.
   setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
+    --authority-host "$ENTRA_AUTHORITY_HOST" --extra-ca-file "$ENTRA_CA_CERT,$AZURITE_OAUTH_CA_CERT" \
     </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
   echo $! >"$DEMO_DIR/operator.pid"
   for _ in $(seq 60); do
@@ -174,6 +184,7 @@ if [[ -z "$node_reason" ]]; then
   cat <<EOF
 
 Demo is running: the operator as pods from deploy/ on node $TESTENV_NODE_NAME, and a consumer pod.
+(The keyless grant is shown with the operator as a local process: DEMO_LOCAL_OPERATOR=1 make demo.)
 Try:
   source target/testenv/env.sh && alias kubectl="\$TESTENV_KUBECTL"
   kubectl logs -f consumer -n $NAMESPACE            # a round per second; "token-changed" about every minute
@@ -186,11 +197,71 @@ EOF
   exit 0
 fi
 
+step "Keyless: a SasIssuer with workload identity and a grant, no account key in namespace $NAMESPACE-keyless"
+keyless_ns="$NAMESPACE-keyless"
+kubectl create namespace "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create serviceaccount storage-signer -n "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# In Azure: an app registration or managed identity with a federated credential for this
+# ServiceAccount, and the roles Storage Blob Delegator plus Storage Blob Data Contributor.
+tenant_id=$(python3 -c 'import uuid; print(uuid.uuid4())')
+client_id=$(python3 -c 'import uuid; print(uuid.uuid4())')
+curl -fsS --cacert "$ENTRA_CA_CERT" -H 'Content-Type: application/json' \
+  -d "{\"tenantId\":\"$tenant_id\",\"clientId\":\"$client_id\",\"subject\":\"system:serviceaccount:$keyless_ns:storage-signer\"}" \
+  "$ENTRA_AUTHORITY_HOST/_emulator/federated-credentials" >/dev/null \
+  || die "registering the federated credential with the Entra emulator failed"
+echo "  federated credential: system:serviceaccount:$keyless_ns:storage-signer -> client $client_id"
+kubectl apply -n "$keyless_ns" -f - >/dev/null <<YAML
+apiVersion: sas-operator.io/v1alpha1
+kind: SasIssuer
+metadata:
+  name: storage
+spec:
+  storageAccount:
+    name: $AZURITE_OAUTH_ACCOUNT_NAME
+    endpoints: {blob: $AZURITE_OAUTH_BLOB_ENDPOINT}
+  workloadIdentity:
+    clientId: $client_id
+    tenantId: $tenant_id
+    serviceAccountName: storage-signer
+---
+apiVersion: sas-operator.io/v1alpha1
+kind: SasGrant
+metadata:
+  name: demo-keyless
+spec:
+  issuerRef: {kind: SasIssuer, name: storage}
+  resource: {container: {name: keyless}}
+  permissions: rwl
+  target: {secretName: demo-keyless-sas}
+YAML
+# The container is made with a one-off account SAS (Azurite takes shared key too; an Azure
+# account with Shared Key disabled would not); everything after goes through the operator's
+# user delegation SAS.
+oauth_admin_token=$(AZURE_STORAGE_KEY="$AZURITE_OAUTH_ACCOUNT_KEY" "$operator" sign account \
+  --account-name "$AZURITE_OAUTH_ACCOUNT_NAME" --services b --resource-types c --permissions c \
+  --expiry "$(date -u -d '+10 minutes' +%Y-%m-%dT%H:%M:%SZ)")
+curl -sS -o /dev/null --cacert "$AZURITE_OAUTH_CA_CERT" -X PUT -H 'x-ms-version: 2025-05-05' \
+  "$AZURITE_OAUTH_BLOB_ENDPOINT/keyless?restype=container&$oauth_admin_token" || true
+kubectl wait -n "$keyless_ns" --for condition=Ready --timeout=60s sasgrant/demo-keyless sasissuer/storage
+kubectl get sasissuer,sasgrant -n "$keyless_ns"
+keyless_token=$(kubectl get secret demo-keyless-sas -n "$keyless_ns" -o jsonpath='{.data.sasToken}' | base64 -d)
+echo "  user delegation SAS fields: $(tr '&' '\n' <<<"$keyless_token" | grep -E '^(skoid|sktid|ske|se)=' | tr '\n' ' ')"
+body="hello keyless at $(date -u +%H:%M:%S)"
+curl -fsS --cacert "$AZURITE_OAUTH_CA_CERT" -X PUT -H 'x-ms-version: 2025-05-05' -H 'x-ms-blob-type: BlockBlob' \
+  --data-binary "$body" "$AZURITE_OAUTH_BLOB_ENDPOINT/keyless/hello.txt?$keyless_token" -o /dev/null \
+  || die "upload with the user delegation SAS failed"
+downloaded=$(curl -fsS --cacert "$AZURITE_OAUTH_CA_CERT" -H 'x-ms-version: 2025-05-05' \
+  "$AZURITE_OAUTH_BLOB_ENDPOINT/keyless/hello.txt?$keyless_token") || die "download with the user delegation SAS failed"
+[[ "$downloaded" == "$body" ]] || die "downloaded a different body: $downloaded"
+echo "  uploaded and downloaded keyless/hello.txt with the user delegation SAS: \"$downloaded\""
+echo "  Secrets in $keyless_ns: $(kubectl get secrets -n "$keyless_ns" -o name | tr '\n' ' ')(no account key)"
+
 cat <<EOF
 
 Demo is running. Try:
   source target/testenv/env.sh && alias kubectl="\$TESTENV_KUBECTL"
   kubectl get sasg -A                         # grants, Ready, expiry
+  kubectl get sasissuer -A                    # the keyless issuer, Ready, Reason
   kubectl describe sasg demo-queue -n $NAMESPACE   # conditions and events (rotates every ~5 min)
   kubectl get secret demo-container-sas -n $NAMESPACE -o yaml
   curl -s http://127.0.0.1:$admin_port/metrics | grep sas_operator_grant

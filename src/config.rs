@@ -52,7 +52,37 @@ pub struct RunConfig {
     /// anyway (releasing the Lease then takes at most the renew deadline).
     #[arg(long, env = "SAS_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::crd::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// Where `ClusterSasIssuer` credentials (key Secrets, ServiceAccounts) live. Default: the
+    /// operator's own namespace (`POD_NAMESPACE`).
+    #[arg(long, env = "SAS_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
+    /// The Microsoft Entra authority host of workload identity issuers, as Azure's SDKs name it.
+    #[arg(
+        long,
+        env = "AZURE_AUTHORITY_HOST",
+        default_value = crate::issuer::identity::DEFAULT_AUTHORITY_HOST
+    )]
+    pub authority_host: String,
+    /// PEM CA bundles trusted, besides the system's roots, for the authority host and the
+    /// storage endpoints of workload identity issuers (a private cloud's, an emulator's).
+    /// Repeat or comma-separate.
+    #[arg(long, env = "SAS_OPERATOR_EXTRA_CA_FILE", value_delimiter = ',')]
+    pub extra_ca_file: Vec<std::path::PathBuf>,
+    /// The longest lifetime a user delegation key is requested for (Azure allows 7 days);
+    /// also the longest validity of a workload identity grant.
+    #[arg(long, env = "SAS_OPERATOR_MAX_USER_DELEGATION_KEY_LIFETIME", default_value = "168h", value_parser = crate::crd::parse_duration)]
+    pub max_user_delegation_key_lifetime: std::time::Duration,
     /// Leader election on/off, Lease name, namespace, identity and timing of the leader election.
     #[command(flatten)]
     pub lease: Box<crate::leader::LeaseArgs>,
+}
+
+impl RunConfig {
+    /// `--cluster-resource-namespace`, else the operator's own namespace (`POD_NAMESPACE`).
+    pub fn cluster_resource_namespace(&self) -> Option<String> {
+        self.cluster_resource_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|namespace| !namespace.is_empty())
+    }
 }

@@ -1,7 +1,10 @@
 //! Controller wiring: watches, the key-Secret mapping, and shutdown.
 //!
-//! Secrets are watched as metadata only: the operator never holds the data of Secrets in
-//! memory, and GETs just the key Secret a grant references and the target Secret it owns.
+//! All Secrets are watched as metadata only (the trigger of reconciles, and what invalidates
+//! cached key Secrets); the operator's own Secrets are watched in full by their `managed-by`
+//! label to feed [`KubeCluster`]'s cache. Only a change someone else made reconciles a grant:
+//! status-only grant events (our own status writes) and the watch events of our own Secret
+//! writes map to nothing.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -9,15 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
     core::PartialObjectMeta,
     runtime::{
-        Controller, WatchStreamExt, controller,
-        events::{Recorder, Reporter},
+        Controller, PredicateConfig, WatchStreamExt, controller,
+        events::Reporter,
+        predicates,
         reflector::{self, ObjectRef, Store, reflector},
         watcher,
     },
@@ -27,10 +31,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
+use crate::cluster::cache::{self, SecretCaches};
 use crate::cluster::{Cluster, KubeCluster};
 use crate::config::RunConfig;
 use crate::crd::SasGrant;
 use crate::error::Error;
+use crate::grant_index::GrantIndex;
 use crate::kube_client::{self, ApiClients, ApiHealth, WatchBackoff};
 use crate::leader::{LeaderElection, LeaderElectionConfig, LeaderGuard, LeadershipClaim};
 use crate::metrics::Metrics;
@@ -100,14 +106,15 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         controller: "sas-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let cluster = KubeCluster::new(client.clone(), recorder, claim);
-    let ctx = Arc::new(Context::new(
-        cluster,
-        config.clock_skew,
-        metrics,
-        reconcile_timeout,
-    ));
+    let cluster = KubeCluster::new(client.clone(), reporter, claim);
+    let identity =
+        crate::issuer::identity::IdentityClient::new(&config.authority_host, &config.extra_ca_file)
+            .map_err(Error::Config)?;
+    let ctx = Arc::new(
+        Context::new(cluster, config.clock_skew, metrics, reconcile_timeout)
+            .with_cluster_resource_namespace(config.cluster_resource_namespace())
+            .with_workload_identity(Some(identity), config.max_user_delegation_key_lifetime),
+    );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -271,7 +278,8 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
 }
 
 /// One controller over one namespace (or all of them): its grant store, and the future that
-/// runs it until `shutdown`.
+/// runs it until `shutdown`. The controller starts once the owned-Secret cache has listed, so
+/// that no reconcile takes a Secret of ours for a missing one.
 fn scope_controller(
     client: Client,
     health: ApiHealth,
@@ -281,27 +289,38 @@ fn scope_controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     all_synced: AllSynced,
 ) -> (Store<SasGrant>, impl Future<Output = ()> + Send) {
-    let (grants, secrets) = match &namespace {
+    let client_for_issuers = client.clone();
+    let (grants, secrets, owned) = match &namespace {
         Some(ns) => (
             Api::<SasGrant>::namespaced(client.clone(), ns),
-            Api::<PartialObjectMeta<Secret>>::namespaced(client, ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client, ns),
         ),
         None => (
             Api::<SasGrant>::all(client.clone()),
-            Api::<PartialObjectMeta<Secret>>::all(client),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            Api::<Secret>::all(client),
         ),
     };
+    let shutdown = shutdown.shared();
+    let caches = ctx.cluster.caches().clone();
+    let index = Arc::new(GrantIndex::default());
     // Readiness comes from the grant stream itself, not from a second waiter on
     // `Store::wait_until_ready`: the Controller waits on that too, and kube-runtime's
     // DelayedInit keeps only the last waiter's waker, so one of two waiters can sleep forever
     // (the operator stayed unready, or the controller started only at the next event).
     let (store, writer) = reflector::store::<SasGrant>();
     let mut synced = Some(all_synced);
+    let indexed = index.clone();
     let grant_events = reflector(
         writer,
-        watcher(grants, watcher::Config::default().any_semantic()),
+        watcher(grants, watcher::Config::default().any_semantic())
+            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata)),
     )
     .inspect(move |event| {
+        if let Ok(event) = event {
+            indexed.observe(event);
+        }
         // The first InitDone: the store now holds the initial list (relists repeat it).
         if let Ok(watcher::Event::InitDone) = event
             && let Some(synced) = synced.take()
@@ -309,25 +328,43 @@ fn scope_controller(
             synced.scope_synced();
         }
     })
-    .applied_objects();
+    .applied_objects()
+    // A status write (ours) does not change the generation: it reconciles nothing.
+    .predicate_filter(predicates::generation, PredicateConfig::default());
     let controller = Controller::for_stream(grant_events, store).with_config(
         controller::Config::default()
             .concurrency(concurrency)
             .debounce(Duration::from_millis(500)),
     );
     let store = controller.store();
-    let signers = store.clone();
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
-    let secret_events =
-        watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
-    let overdue = reconcile::overdue_on_reconnect(health.reconnects(), ctx.clone(), namespace);
+    let observed = caches.clone();
+    let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
+        .then(move |event| {
+            let caches = observed.clone();
+            async move {
+                if let Ok(event) = &event {
+                    observe_secret_versions(&caches, event).await;
+                }
+                event
+            }
+        })
+        .touched_objects();
+    let mapper_caches = caches.clone();
+    let overdue =
+        reconcile::overdue_on_reconnect(health.reconnects(), ctx.clone(), namespace.clone());
     let run = controller
         .watches_stream(secret_events, move |secret| {
-            grants_touched_by(&signers, &secret)
+            grants_touched_by(&index, &mapper_caches, &secret)
         })
         .reconcile_on(overdue)
+        .reconcile_on(issuer_triggers(
+            client_for_issuers,
+            namespace.clone(),
+            store.clone(),
+        ))
         .trigger_backoff(WatchBackoff::default())
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(move |result| {
             if let Err(err) = result {
@@ -335,7 +372,66 @@ fn scope_controller(
             }
             future::ready(())
         });
+    let (owned_synced, owned_listed) = tokio::sync::oneshot::channel();
+    let feed = feed_owned_secrets(owned, namespace, caches, owned_synced);
+    let run = async move {
+        let feeding = tokio::spawn(feed);
+        tokio::select! {
+            _ = owned_listed => run.await,
+            () = shutdown => {}
+        }
+        feeding.abort();
+    };
     (store, run)
+}
+
+/// Keeps the owned-Secret cache of one scope: a watch of the Secrets labelled as ours, full
+/// objects, managedFields stripped. Signals `synced` after the first complete list.
+async fn feed_owned_secrets(
+    api: Api<Secret>,
+    scope: Option<String>,
+    caches: Arc<SecretCaches>,
+    synced: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut synced = Some(synced);
+    let mut relist = cache::Relist::default();
+    let config = watcher::Config::default()
+        .labels(&cache::owned_selector())
+        .any_semantic();
+    let mut events = watcher(api, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                let listed = matches!(event, watcher::Event::InitDone);
+                caches.observe_owned(&scope, event, &mut relist);
+                if listed && let Some(synced) = synced.take() {
+                    let _ = synced.send(());
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "watch of the operator's own Secrets"),
+        }
+    }
+}
+
+/// Lets the key-Secret cache see every version of every Secret (from the metadata watch),
+/// after any write of ours to that Secret has returned, so its event is known as ours.
+async fn observe_secret_versions(
+    caches: &SecretCaches,
+    event: &watcher::Event<PartialObjectMeta<Secret>>,
+) {
+    match event {
+        watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => {
+            let key = cache::key_of(&secret.metadata);
+            caches.settled(&key).await;
+            caches.observe_version(&key, secret.metadata.resource_version.as_deref());
+        }
+        watcher::Event::Delete(secret) => {
+            let key = cache::key_of(&secret.metadata);
+            caches.settled(&key).await;
+            caches.observe_version(&key, None);
+        }
+        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
 }
 
 /// Drops the per-grant metric series and failure counts of grants that no longer exist.
@@ -361,30 +457,110 @@ async fn forget_deleted_grants<C: Cluster>(stores: Vec<Store<SasGrant>>, ctx: Ar
     }
 }
 
-/// The grants a Secret change concerns: the grant owning it (a target Secret) and every grant
-/// in its namespace that signs with it (a key Secret).
+/// The grants a Secret change concerns: the grant owning it (a target Secret), unless the
+/// change is one of our own writes; and every grant in its namespace that signs with it (a key
+/// Secret), unless the cache already holds that version. Costs O(grants that use it).
 fn grants_touched_by(
-    store: &Store<SasGrant>,
+    index: &GrantIndex,
+    caches: &SecretCaches,
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<SasGrant>> {
-    let namespace = secret.namespace().unwrap_or_default();
-    let name = secret.name_any();
-    let owners = secret
+    let key = cache::key_of(&secret.metadata);
+    let version = secret.metadata.resource_version.as_deref();
+    let namespace = &key.0;
+    let mut touched: Vec<ObjectRef<SasGrant>> = secret
         .owner_references()
         .iter()
         .filter(|owner| {
             owner.kind == "SasGrant" && owner.api_version.starts_with("sas-operator.io/")
         })
-        .map(|owner| ObjectRef::new(&owner.name).within(&namespace));
-    let signers = store
+        .map(|owner| ObjectRef::new(&owner.name).within(namespace))
+        .collect();
+    if !touched.is_empty() {
+        if caches.is_known_version(&key, version) {
+            touched.clear();
+        } else {
+            // Someone else changed or deleted it: the reconcile reads it afresh.
+            caches.mark_dirty(key.clone());
+        }
+    }
+    if !caches.key_is_current(&key, version) {
+        touched.extend(
+            index
+                .grants_using(namespace, &key.1)
+                .iter()
+                .map(|name| ObjectRef::new(name).within(namespace)),
+        );
+    }
+    touched
+}
+
+/// Grants to reconcile when an issuer changes: every grant of the scope that names it. Issuers
+/// are watched as metadata (the reconcile GETs the one it needs). `SasIssuer`s are watched in
+/// the scope; `ClusterSasIssuer`s only by an all-namespaces scope (a namespaced install may not
+/// list them; there a grant picks up a changed cluster issuer at its next retry or renewal).
+fn issuer_triggers(
+    client: Client,
+    namespace: Option<String>,
+    grants: Store<SasGrant>,
+) -> impl futures::Stream<Item = ObjectRef<SasGrant>> + Send + 'static {
+    use crate::crd::{ClusterSasIssuer, IssuerKind, SasIssuer};
+    let config = || watcher::Config::default().any_semantic();
+    let namespaced = match &namespace {
+        Some(ns) => Api::<PartialObjectMeta<SasIssuer>>::namespaced(client.clone(), ns),
+        None => Api::<PartialObjectMeta<SasIssuer>>::all(client.clone()),
+    };
+    let namespaced = watcher(namespaced, config())
+        .touched_objects()
+        .map(|found| {
+            found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
+        })
+        .boxed();
+    let changes = if namespace.is_none() {
+        let cluster = watcher(
+            Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
+            config(),
+        )
+        .touched_objects()
+        .map(|found| found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any())));
+        futures::stream::select(namespaced, cluster).boxed()
+    } else {
+        namespaced
+    };
+    changes
+        .filter_map(|change| {
+            future::ready(match change {
+                Ok(change) => Some(change),
+                Err(err) => {
+                    tracing::warn!(error = %err, "issuer watch");
+                    None
+                }
+            })
+        })
+        .flat_map(move |(kind, namespace, name)| {
+            futures::stream::iter(grants_naming(&grants, kind, namespace.as_deref(), &name))
+        })
+}
+
+/// The grants that name issuer `kind/name` (a `SasIssuer` only from its own namespace).
+fn grants_naming(
+    store: &Store<SasGrant>,
+    kind: crate::crd::IssuerKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<SasGrant>> {
+    store
         .state()
         .into_iter()
         .filter(|grant| {
-            grant.namespace().as_deref() == Some(namespace.as_str())
-                && grant.spec.storage_account.key_secret_ref.name == name
+            grant.spec.issuer_ref.as_ref().is_some_and(|reference| {
+                reference.kind == kind
+                    && reference.name == name
+                    && (namespace.is_none() || grant.namespace().as_deref() == namespace)
+            })
         })
-        .map(|grant| ObjectRef::from(grant.as_ref()));
-    owners.chain(signers).collect()
+        .map(|grant| ObjectRef::from(grant.as_ref()))
+        .collect()
 }
 
 fn log_controller_error(err: &controller::Error<Error, watcher::Error>, health: &ApiHealth) {
@@ -461,5 +637,80 @@ mod tests {
         )
         .await;
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn secret_meta(name: &str, version: &str, owner: Option<&str>) -> PartialObjectMeta<Secret> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut meta = PartialObjectMeta::<Secret>::default();
+        meta.metadata.namespace = Some("ns".into());
+        meta.metadata.name = Some(name.into());
+        meta.metadata.resource_version = Some(version.into());
+        meta.metadata.owner_references = owner.map(|owner| {
+            vec![OwnerReference {
+                api_version: "sas-operator.io/v1alpha1".into(),
+                kind: "SasGrant".into(),
+                name: owner.into(),
+                uid: "uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]
+        });
+        meta
+    }
+
+    fn written(name: &str, version: &str) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.namespace = Some("ns".into());
+        secret.metadata.name = Some(name.into());
+        secret.metadata.resource_version = Some(version.into());
+        secret
+    }
+
+    #[test]
+    fn the_event_of_our_own_secret_write_reconciles_nothing_and_a_foreign_change_its_owner() {
+        let (index, caches) = (GrantIndex::default(), SecretCaches::default());
+        caches.wrote(written("app", "7"));
+        let ours = secret_meta("app", "7", Some("app"));
+        assert!(grants_touched_by(&index, &caches, &ours).is_empty());
+        assert!(!caches.take_dirty(&("ns".into(), "app".into())));
+
+        let foreign = secret_meta("app", "8", Some("app"));
+        assert_eq!(
+            grants_touched_by(&index, &caches, &foreign),
+            vec![ObjectRef::new("app").within("ns")]
+        );
+        assert!(
+            caches.take_dirty(&("ns".into(), "app".into())),
+            "the next read is a GET"
+        );
+    }
+
+    #[test]
+    fn a_key_secret_event_reconciles_the_grants_signing_with_it_until_that_version_is_cached() {
+        let (index, caches) = (GrantIndex::default(), SecretCaches::default());
+        let grant = |name: &str, key: &str| {
+            let spec = serde_json::json!({
+                "storageAccount": {"name": "acct", "keySecretRef": {"name": key}},
+                "resource": {"container": {"name": "data"}},
+                "permissions": "r",
+            });
+            let mut grant = SasGrant::new(name, serde_json::from_value(spec).unwrap());
+            grant.metadata.namespace = Some("ns".into());
+            grant
+        };
+        index.observe(&watcher::Event::Apply(grant("a", "keys")));
+        index.observe(&watcher::Event::Apply(grant("b", "other")));
+        let event = secret_meta("keys", "3", None);
+        assert_eq!(
+            grants_touched_by(&index, &caches, &event),
+            vec![ObjectRef::new("a").within("ns")]
+        );
+        let key = ("ns".to_string(), "keys".to_string());
+        let (_, _, epoch) = caches.key(&key);
+        caches.fetched_key(&key, epoch, written("keys", "3"));
+        assert!(
+            grants_touched_by(&index, &caches, &event).is_empty(),
+            "a version already signed with changes nothing"
+        );
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::{MAX_LENGTH as DURATION_MAX_LENGTH, PATTERN as DURATION_PATTERN};
 use crate::reconcile::validate::{
     DNS_SUBDOMAIN_PATTERN, ENDPOINT_PATTERN, IP_PATTERN, NO_CONTROL_PATTERN, SECRET_KEY_PATTERN,
+    UUID_PATTERN,
 };
 
 // Every pattern, length and rule here has a twin in `reconcile::validate`, which the
@@ -70,10 +71,17 @@ pub const DEFAULT_KEY_NAME: &str = "key1";
 #[x_kube(validation = Rule::new(
     "!has(self.renewBefore) || [duration(has(self.validity) ? self.validity : '8h')].all(v, v > duration('8760h') || [v - duration(self.renewBefore)].all(m, m >= duration('1m') && m+m+m+m+m+m+m+m+m+m >= v))"
 ).message("renewBefore must be shorter than validity by at least max(1m, validity/10), so a token stays in use that long (default validity 8h)"))]
+#[x_kube(validation = Rule::new("has(self.issuerRef) != has(self.storageAccount)")
+    .message("exactly one of issuerRef and storageAccount must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct SasGrantSpec {
-    /// The storage account whose key signs the token.
-    pub storage_account: StorageAccount,
+    /// The short form of a same-namespace account-key issuer: the account and its key Secret.
+    /// Exactly one of `storageAccount` and `issuerRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account: Option<StorageAccount>,
+    /// The `SasIssuer` (same namespace) or `ClusterSasIssuer` that signs this grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
     /// What the token grants access to: exactly one resource kind.
     pub resource: GrantResource,
     /// Permission letters, in any order; the signer emits Azure's canonical order.
@@ -306,6 +314,198 @@ pub struct TargetSecret {
     pub secret_name: Option<String>,
 }
 
+/// Names the issuer of a grant. A `SasIssuer` is looked up in the grant's own namespace only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// `SasIssuer` (of the grant's namespace) or `ClusterSasIssuer`.
+    pub kind: IssuerKind,
+    /// The issuer's name (DNS-1123 subdomain).
+    #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(max = 253))]
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuerKind {
+    SasIssuer,
+    ClusterSasIssuer,
+}
+
+impl IssuerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::SasIssuer => "SasIssuer",
+            IssuerKind::ClusterSasIssuer => "ClusterSasIssuer",
+        }
+    }
+}
+
+/// What a `SasIssuer` or `ClusterSasIssuer` holds: the account and exactly one credential.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[allow(clippy::duplicated_attributes)]
+#[kube(
+    group = "sas-operator.io",
+    version = "v1alpha1",
+    kind = "SasIssuer",
+    namespaced,
+    shortname = "sasi",
+    doc = "Signs SasGrants of its own namespace with an account key or a workload identity",
+    status = "IssuerStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.accountKey) != has(self.workloadIdentity)")
+    .message("exactly one of accountKey and workloadIdentity must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct SasIssuerSpec {
+    pub storage_account: IssuerStorageAccount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<AccountKeyCredential>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentityCredential>,
+}
+
+/// A cluster-wide issuer; its key Secret or ServiceAccount lives in the operator's cluster
+/// resource namespace, and only namespaces matching `allowedNamespaces` may use it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[allow(clippy::duplicated_attributes)]
+#[kube(
+    group = "sas-operator.io",
+    version = "v1alpha1",
+    kind = "ClusterSasIssuer",
+    shortname = "csasi",
+    doc = "Signs SasGrants of the namespaces it allows, with credentials kept in the operator's cluster resource namespace",
+    status = "IssuerStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.accountKey) != has(self.workloadIdentity)")
+    .message("exactly one of accountKey and workloadIdentity must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSasIssuerSpec {
+    pub storage_account: IssuerStorageAccount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<AccountKeyCredential>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentityCredential>,
+    /// Namespaces whose grants may use this issuer, by label. Absent: none may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<NamespaceSelector>,
+}
+
+/// The storage account of an issuer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerStorageAccount {
+    /// Storage account name.
+    #[schemars(pattern(r"^[a-z0-9]{3,24}$"), length(max = 24))]
+    pub name: String,
+    /// Service endpoints, as on a grant's `storageAccount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// An account key in a Secret (of the issuer's namespace; of the cluster resource namespace
+/// for a `ClusterSasIssuer`), opted in with the signing-key label like any key Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountKeyCredential {
+    pub secret_ref: KeySecretRef,
+}
+
+/// Microsoft Entra Workload ID: a ServiceAccount token exchanged for an Entra access token,
+/// which obtains a user delegation key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityCredential {
+    /// The application (client) id of the Entra identity.
+    #[schemars(pattern(UUID_PATTERN), length(max = 36))]
+    pub client_id: String,
+    /// The directory (tenant) id.
+    #[schemars(pattern(UUID_PATTERN), length(max = 36))]
+    pub tenant_id: String,
+    /// The ServiceAccount whose token is exchanged (in the issuer's namespace; in the cluster
+    /// resource namespace for a `ClusterSasIssuer`).
+    #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(max = 253))]
+    pub service_account_name: String,
+}
+
+/// A label selector over namespaces (`matchLabels` and `matchExpressions`, as Kubernetes').
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels a namespace must all have, with these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Requirements a namespace's labels must all meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_expressions: Option<Vec<SelectorRequirement>>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectorRequirement {
+    /// The label key.
+    #[schemars(length(max = 317))]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: SelectorOperator,
+    /// The values for `In` and `NotIn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// An issuer's observed state. Never holds a key or a token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerStatus {
+    /// The `Ready` condition: whether the credential worked when last used, and if not, why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<GrantCondition>,
+    /// The issuer's `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `signedExpiry` of the current user delegation key (workload identity); never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_expiry: Option<String>,
+}
+
 /// What the controller last observed and did. Never holds a token or a key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -355,15 +555,33 @@ pub struct GrantCondition {
     pub observed_generation: Option<i64>,
 }
 
-/// The CRD as YAML, as committed under `crds/`.
+/// The CRDs as YAML, each as committed under `crds/<file>`: `SasGrant`, `SasIssuer`,
+/// `ClusterSasIssuer`.
+pub fn crd_files() -> Vec<(&'static str, String)> {
+    [
+        ("sasgrant.yaml", SasGrant::crd()),
+        ("sasissuer.yaml", SasIssuer::crd()),
+        ("clustersasissuer.yaml", ClusterSasIssuer::crd()),
+    ]
+    .into_iter()
+    .map(|(file, crd)| {
+        let json = serde_json::to_value(&crd).expect("a CRD always serializes");
+        let mut yaml = String::from(
+            "# Generated by `sas-operator crd`; do not edit. `make crds` regenerates it.\n",
+        );
+        yaml.push_str(&serde_saphyr::to_string(&json).expect("a CRD always serializes to YAML"));
+        (file, yaml)
+    })
+    .collect()
+}
+
+/// Every CRD as one multi-document YAML stream (what `sas-operator crd` prints).
 pub fn crd_yaml() -> String {
-    let crd = SasGrant::crd();
-    let json = serde_json::to_value(&crd).expect("a CRD always serializes");
-    let mut yaml = String::from(
-        "# Generated by `sas-operator crd`; do not edit. `make crds` regenerates it.\n",
-    );
-    yaml.push_str(&serde_saphyr::to_string(&json).expect("a CRD always serializes to YAML"));
-    yaml
+    crd_files()
+        .into_iter()
+        .map(|(_, yaml)| yaml)
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// Parses a Go-style duration such as `8h`, `90m`, `1h30m`, `45s` (see [`crate::duration`]);

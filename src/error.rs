@@ -30,6 +30,34 @@ pub enum Error {
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
 
+    #[error("{kind} {name:?} not found{}", if *.kind == "SasIssuer" { " in the grant's namespace" } else { "" })]
+    IssuerNotFound { kind: &'static str, name: String },
+
+    #[error(
+        "ClusterSasIssuer {issuer:?} does not allow grants from namespace {namespace:?} (its \
+         allowedNamespaces selector does not match the namespace's labels)"
+    )]
+    IssuerNotAllowed { issuer: String, namespace: String },
+
+    #[error("{kind} {name:?} is invalid: {reason}")]
+    InvalidIssuer {
+        kind: &'static str,
+        name: String,
+        reason: crate::reconcile::validate::SpecError,
+    },
+
+    #[error("key Secret {name:?} not found in namespace {namespace:?}")]
+    IssuerKeySecretNotFound { name: String, namespace: String },
+
+    #[error(
+        "ClusterSasIssuer {issuer:?} cannot be used: the operator has no cluster resource \
+         namespace (set --cluster-resource-namespace or POD_NAMESPACE)"
+    )]
+    NoClusterResourceNamespace { issuer: String },
+
+    #[error("workload identity: {0}")]
+    WorkloadIdentity(#[from] crate::issuer::identity::IdentityError),
+
     #[error("invalid grant: {0}")]
     InvalidSpec(#[from] crate::reconcile::validate::SpecError),
 
@@ -68,6 +96,12 @@ impl Error {
             Error::KeyNotBase64 { .. } => "KeyNotBase64",
             Error::KeyNotAccountKey { .. } => "KeyNotAccountKey",
             Error::InvalidGrant(_) => "InvalidGrant",
+            Error::IssuerNotFound { .. } => "IssuerNotFound",
+            Error::IssuerNotAllowed { .. } => "IssuerNotAllowed",
+            Error::InvalidIssuer { .. } => "InvalidIssuer",
+            Error::IssuerKeySecretNotFound { .. } => "KeySecretNotFound",
+            Error::NoClusterResourceNamespace { .. } => "NoClusterResourceNamespace",
+            Error::WorkloadIdentity(err) => err.category(),
             Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",
@@ -95,6 +129,12 @@ impl Error {
     /// (RBAC, a namespace, the object): retried slowly, not like a transient one.
     pub fn is_permanent_api_error(&self) -> bool {
         matches!(self, Error::Kube(err) if is_permanent_api_error(err))
+    }
+
+    /// A 409: the object changed since it was read (or appeared since it was found missing).
+    /// A re-read resolves it, so it requeues quickly, without a Warning or a status change.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 409)
     }
 
     /// Whether the API server answered at all; when it did not, writing status or Events about

@@ -11,6 +11,8 @@ pub mod crd;
 pub mod credentials;
 pub mod duration;
 pub mod error;
+pub mod grant_index;
+pub mod issuer;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;

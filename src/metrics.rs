@@ -63,6 +63,7 @@ pub struct Metrics {
     /// Every grant that has per-grant series, so deleted ones can be found and forgotten.
     grants: Arc<Mutex<HashSet<GrantLabels>>>,
     reconcile_duration: Histogram,
+    reconciles: Counter,
     rotation_lateness: Histogram,
 }
 
@@ -108,6 +109,12 @@ impl Metrics {
             Unit::Seconds,
             reconcile_duration.clone(),
         );
+        let reconciles = Counter::default();
+        registry.register(
+            "reconciles",
+            "Reconciles run (one per change is the aim; see the scale benchmark)",
+            reconciles.clone(),
+        );
         let rotation_lateness = Histogram::new(LATENESS_BUCKETS);
         registry.register_with_unit(
             "rotation_lateness",
@@ -124,6 +131,7 @@ impl Metrics {
             rotation_results: Arc::default(),
             grants: Arc::default(),
             reconcile_duration,
+            reconciles,
             rotation_lateness,
         }
     }
@@ -172,6 +180,7 @@ impl Metrics {
     }
 
     pub fn observe_reconcile(&self, seconds: f64) {
+        self.reconciles.inc();
         if seconds.is_finite() {
             self.reconcile_duration.observe(seconds.max(0.0));
         }
@@ -464,5 +473,13 @@ mod tests {
             r#"sas_operator_grant_ready{namespace="apps",name="reports"} 1"#
         ));
         assert_eq!(lines(&metrics).last().map(String::as_str), Some("# EOF"));
+    }
+
+    #[test]
+    fn every_reconcile_is_counted_even_one_whose_duration_is_not_finite() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile(0.1);
+        metrics.observe_reconcile(f64::NAN);
+        assert!(has_line(&metrics, "sas_operator_reconciles_total 2"));
     }
 }

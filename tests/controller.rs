@@ -348,10 +348,16 @@ async fn a_new_account_key_is_signed_with_within_ten_seconds() {
         "l",
         json!({}),
     );
-    grant.spec.storage_account.name = second.name.clone();
-    grant.spec.storage_account.key_secret_ref.name = "rotating-keys".into();
+    grant.spec.storage_account.as_mut().unwrap().name = second.name.clone();
+    grant
+        .spec
+        .storage_account
+        .as_mut()
+        .unwrap()
+        .key_secret_ref
+        .name = "rotating-keys".into();
     let endpoint = azurite.endpoints_for(&second.name).blob;
-    grant.spec.storage_account.endpoints = Some(sas_operator::crd::Endpoints {
+    grant.spec.storage_account.as_mut().unwrap().endpoints = Some(sas_operator::crd::Endpoints {
         blob: Some(endpoint.clone()),
         ..Default::default()
     });
@@ -613,7 +619,7 @@ async fn a_key_secret_in_another_namespace_is_never_used() {
     )
     .await;
     let mut g = grant("g", json!({"container": {"name": "data"}}), "r", json!({}));
-    g.spec.storage_account.key_secret_ref.name = "elsewhere".into();
+    g.spec.storage_account.as_mut().unwrap().key_secret_ref.name = "elsewhere".into();
     create_grant(&client, &ns, &g).await;
     let grant = wait_ready(&client, &ns, "g", "False", "KeySecretNotFound").await;
     assert!(

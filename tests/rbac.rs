@@ -53,6 +53,10 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             "sas-operator",
             "--metrics-address",
             "127.0.0.1:0",
+            // Nothing listens there: a workload identity issuer's exchange fails after its
+            // TokenRequest (create serviceaccounts/token), without leaving loopback.
+            "--authority-host",
+            "https://127.0.0.1:9",
         ],
         &[
             ("POD_NAMESPACE", OPERATOR_NAMESPACE),
@@ -82,8 +86,9 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
 
 /// The controller's scenario, driven so that every kind of write happens at least once: a
 /// first signing (Secret create), a spec change (Secret patch), status writes, a foreign
-/// Secret (SecretNotOwned Event), and the same Warning twice (the recorder patches the
-/// Event's series). Returns the last token, to check the logs for it.
+/// Secret (SecretNotOwned Event), and the same Warning twice (two Events: the operator keeps
+/// no Event cache to count repeats in, so it never patches one). Returns the last token, to
+/// check the logs for it.
 async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     let azurite = common::azurite();
     let storage = Storage::default();
@@ -157,6 +162,11 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     wait_ready(client, ns, "foreign", "False", "SecretNotOwned").await;
     wait_for_event(client, ns, "foreign", "SecretNotOwned", 1).await;
 
+    // Issuers: a SasIssuer of the namespace (get sasissuers), and a ClusterSasIssuer with its
+    // key in the operator's namespace that allows this namespace by label (get
+    // clustersasissuers, get namespaces).
+    issued_grants_are_signed(client, ns, &container).await;
+
     // Break the key, fix it, break it the same way again: the same Warning twice.
     set_key(client, ns, "this is not a key!").await;
     wait_ready(client, ns, "g", "False", "KeyNotBase64").await;
@@ -177,6 +187,113 @@ async fn run_end_to_end_scenario(client: &Client, ns: &str) -> String {
     latest
 }
 
+async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
+    let azurite = common::azurite();
+    let account = account_json();
+    let apply = PatchParams::apply("sas-operator-tests").force();
+    let issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": ns},
+        "spec": {"storageAccount": account, "accountKey": {"secretRef": {"name": "azurite-keys"}}},
+    });
+    Api::<sas_operator::crd::SasIssuer>::namespaced(client.clone(), ns)
+        .patch("team", &apply, &Patch::Apply(&issuer))
+        .await
+        .expect("apply the SasIssuer");
+    create_secret(
+        client,
+        OPERATOR_NAMESPACE,
+        &key_secret("rbac-platform-keys", &[("key1", &azurite.key)]),
+    )
+    .await;
+    let cluster_issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "ClusterSasIssuer",
+        "metadata": {"name": "rbac-platform"},
+        "spec": {
+            "storageAccount": account,
+            "accountKey": {"secretRef": {"name": "rbac-platform-keys"}},
+            "allowedNamespaces": {"matchLabels": {"storage-access": "rbac"}},
+        },
+    });
+    Api::<sas_operator::crd::ClusterSasIssuer>::all(client.clone())
+        .patch("rbac-platform", &apply, &Patch::Apply(&cluster_issuer))
+        .await
+        .expect("apply the ClusterSasIssuer");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"storage-access": "rbac"}}})),
+        )
+        .await
+        .expect("label the namespace");
+    for (name, kind, issuer) in [
+        ("by-issuer", "SasIssuer", "team"),
+        ("by-cluster-issuer", "ClusterSasIssuer", "rbac-platform"),
+    ] {
+        let grant: SasGrant = serde_json::from_value(json!({
+            "apiVersion": "sas-operator.io/v1alpha1",
+            "kind": "SasGrant",
+            "metadata": {"name": name},
+            "spec": {
+                "issuerRef": {"kind": kind, "name": issuer},
+                "resource": {"container": {"name": container}},
+                "permissions": "rl",
+                "protocol": "https,http",
+            },
+        }))
+        .unwrap();
+        create_grant(client, ns, &grant).await;
+        wait_ready(client, ns, name, "True", "TokenValid").await;
+    }
+
+    // A workload identity issuer: the operator requests its ServiceAccount's token, then
+    // cannot reach the authority host.
+    let account: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "storage-signer"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &account)
+        .await
+        .expect("create the ServiceAccount");
+    let identity_issuer = json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "identity", "namespace": ns},
+        "spec": {
+            "storageAccount": account_json(),
+            "workloadIdentity": {
+                "clientId": "00000000-0000-0000-0000-000000000001",
+                "tenantId": "00000000-0000-0000-0000-000000000002",
+                "serviceAccountName": "storage-signer",
+            },
+        },
+    });
+    Api::<sas_operator::crd::SasIssuer>::namespaced(client.clone(), ns)
+        .patch("identity", &apply, &Patch::Apply(&identity_issuer))
+        .await
+        .expect("apply the workload identity SasIssuer");
+    let grant: SasGrant = serde_json::from_value(json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasGrant",
+        "metadata": {"name": "by-identity"},
+        "spec": {
+            "issuerRef": {"kind": "SasIssuer", "name": "identity"},
+            "resource": {"container": {"name": container}},
+            "permissions": "rl",
+        },
+    }))
+    .unwrap();
+    create_grant(client, ns, &grant).await;
+    wait_ready(client, ns, "by-identity", "False", "EntraUnreachable").await;
+}
+
+fn account_json() -> serde_json::Value {
+    let azurite = common::azurite();
+    json!({"name": azurite.account, "endpoints": {"blob": azurite.blob_endpoint}})
+}
+
 async fn set_key(client: &Client, ns: &str, key: &str) {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(key);
@@ -190,22 +307,23 @@ async fn set_key(client: &Client, ns: &str, key: &str) {
         .expect("patch the key Secret");
 }
 
-/// Waits for an Event about `grant` with `reason` observed at least `times` times (an Event's
-/// series counts its repetitions).
+/// Waits for Events about `grant` with `reason` observed at least `times` times in all (an
+/// Event with a series counts its repetitions).
 async fn wait_for_event(client: &Client, ns: &str, grant: &str, reason: &str, times: i32) {
     let events = Api::<Event>::namespaced(client.clone(), ns);
     let what = format!("a {reason} Event for {grant} seen {times} time(s)");
     wait_for(&what, Duration::from_secs(30), || async {
         let list = events.list(&Default::default()).await.ok()?;
-        list.items
+        let seen: i32 = list
+            .items
             .iter()
-            .any(|event| {
-                let count = event.series.as_ref().map_or(1, |series| series.count);
+            .filter(|event| {
                 event.reason.as_deref() == Some(reason)
                     && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(grant)
-                    && count >= times
             })
-            .then_some(())
+            .map(|event| event.series.as_ref().map_or(1, |series| series.count))
+            .sum();
+        (seen >= times).then_some(())
     })
     .await;
 }

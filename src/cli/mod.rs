@@ -22,9 +22,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (kubeconfig from KUBECONFIG or in-cluster).
-    Run(RunConfig),
-    /// Print the SasGrant CustomResourceDefinition as YAML.
-    Crd,
+    Run(Box<RunConfig>),
+    /// Print the CustomResourceDefinitions (SasGrant, SasIssuer, ClusterSasIssuer) as YAML.
+    Crd {
+        /// Write each CRD to DIR/<kind>.yaml (as committed under crds/) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<std::path::PathBuf>,
+    },
     /// Sign a one-off SAS token, like `az storage ... generate-sas`.
     Sign(Box<sign::SignArgs>),
 }
@@ -37,8 +41,19 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Sign(args) => sign::run(*args),
-        Command::Crd => {
+        Command::Crd { output_dir: None } => {
             print!("{}", crate::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd {
+            output_dir: Some(dir),
+        } => {
+            for (file, yaml) in crate::crd::crd_files() {
+                if let Err(err) = std::fs::write(dir.join(file), yaml) {
+                    eprintln!("error: cannot write {}: {err}", dir.join(file).display());
+                    return ExitCode::from(2);
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Run(config) => {
@@ -50,7 +65,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::controller::run(config)) {
+            match runtime.block_on(crate::controller::run(*config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %err, "controller stopped");

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{Cluster, GrantEvent};
-use crate::crd::{SasGrant, SasGrantStatus};
+use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 
 /// One write the reconcile made, in order.
@@ -17,6 +17,7 @@ pub enum Write {
     ApplySecret(Secret),
     Status(SasGrantStatus),
     Event(GrantEvent),
+    IssuerStatus(String, IssuerStatus),
 }
 
 type Hook = Box<dyn FnOnce(&mut BTreeMap<(String, String), Secret>) + Send>;
@@ -29,6 +30,11 @@ pub struct FakeCluster {
     deposed: Mutex<bool>,
     hung: Mutex<bool>,
     next_version: Mutex<u64>,
+    sas_issuers: Mutex<BTreeMap<(String, String), SasIssuer>>,
+    cluster_sas_issuers: Mutex<BTreeMap<String, ClusterSasIssuer>>,
+    namespaces: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Every Secret read, as (namespace, name), in order.
+    secret_reads: Mutex<Vec<(String, String)>>,
     /// Runs once, right after the next read of a target Secret (to change the world between
     /// a read and the write that follows it).
     after_target_read: Mutex<Option<Hook>>,
@@ -65,6 +71,39 @@ impl FakeCluster {
             .unwrap()
             .get(&key(namespace, name))
             .cloned()
+    }
+
+    pub fn put_sas_issuer(&self, issuer: SasIssuer) {
+        let namespace = issuer.metadata.namespace.clone().unwrap_or_default();
+        let name = issuer.metadata.name.clone().unwrap_or_default();
+        self.sas_issuers
+            .lock()
+            .unwrap()
+            .insert(key(&namespace, &name), issuer);
+    }
+
+    pub fn put_cluster_sas_issuer(&self, issuer: ClusterSasIssuer) {
+        let name = issuer.metadata.name.clone().unwrap_or_default();
+        self.cluster_sas_issuers
+            .lock()
+            .unwrap()
+            .insert(name, issuer);
+    }
+
+    pub fn put_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.namespaces
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), labels);
+    }
+
+    /// Every Secret read so far, as (namespace, name).
+    pub fn secret_reads(&self) -> Vec<(String, String)> {
+        self.secret_reads.lock().unwrap().clone()
     }
 
     pub fn writes(&self) -> Vec<Write> {
@@ -108,6 +147,7 @@ impl FakeCluster {
 
     async fn read(&self, namespace: &str, name: &str) -> Option<Secret> {
         *self.reads.lock().unwrap() += 1;
+        self.secret_reads.lock().unwrap().push(key(namespace, name));
         let hung = *self.hung.lock().unwrap();
         if hung {
             std::future::pending::<()>().await;
@@ -127,6 +167,36 @@ impl Cluster for FakeCluster {
             hook(&mut self.secrets.lock().unwrap());
         }
         Ok(found)
+    }
+
+    async fn sas_issuer(&self, namespace: &str, name: &str) -> Result<Option<SasIssuer>, Error> {
+        Ok(self
+            .sas_issuers
+            .lock()
+            .unwrap()
+            .get(&key(namespace, name))
+            .cloned())
+    }
+
+    async fn cluster_sas_issuer(&self, name: &str) -> Result<Option<ClusterSasIssuer>, Error> {
+        Ok(self.cluster_sas_issuers.lock().unwrap().get(name).cloned())
+    }
+
+    async fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, Error> {
+        Ok(self.namespaces.lock().unwrap().get(name).cloned())
+    }
+
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        _audience: &str,
+        _seconds: i64,
+    ) -> Result<String, Error> {
+        Ok(format!("fake-token-of-{namespace}-{name}"))
     }
 
     async fn create_secret(&self, secret: &Secret) -> Result<(), Error> {
@@ -174,6 +244,21 @@ impl Cluster for FakeCluster {
             .lock()
             .unwrap()
             .push(Write::Status(status.clone()));
+        Ok(())
+    }
+
+    async fn apply_issuer_status(
+        &self,
+        kind: IssuerKind,
+        _namespace: Option<&str>,
+        name: &str,
+        status: &IssuerStatus,
+    ) -> Result<(), Error> {
+        self.may_write()?;
+        self.writes.lock().unwrap().push(Write::IssuerStatus(
+            format!("{}/{name}", kind.as_str()),
+            status.clone(),
+        ));
         Ok(())
     }
 

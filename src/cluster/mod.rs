@@ -3,9 +3,10 @@
 //! checks the leadership claim before every write; [`fake::FakeCluster`] lets the reconcile be
 //! tested in-process, without a server.
 //!
-//! Reads are GETs today; serving them from the watches' caches is a change inside
-//! [`KubeCluster`] only.
+//! Reads are served from caches the controller's watches feed (`cache`), inside
+//! [`KubeCluster`]; the reconcile does not know.
 
+pub mod cache;
 #[cfg(test)]
 pub mod fake;
 mod kubernetes;
@@ -15,7 +16,7 @@ use std::future::Future;
 use k8s_openapi::api::core::v1::Secret;
 
 pub use self::kubernetes::KubeCluster;
-use crate::crd::{SasGrant, SasGrantStatus};
+use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
 
 /// Whether an Event reports normal progress or a problem.
@@ -66,6 +67,46 @@ pub trait Cluster: Send + Sync + 'static {
         &self,
         grant: &SasGrant,
         status: &SasGrantStatus,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A `SasIssuer` of `namespace`, if it exists.
+    fn sas_issuer(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SasIssuer>, Error>> + Send;
+
+    /// A `ClusterSasIssuer`, if it exists.
+    fn cluster_sas_issuer(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ClusterSasIssuer>, Error>> + Send;
+
+    /// The labels of a namespace (for a `ClusterSasIssuer`'s `allowedNamespaces`), if it
+    /// exists.
+    fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeMap<String, String>>, Error>> + Send;
+
+    /// A token of ServiceAccount `namespace/name` for `audience`, valid `seconds` (TokenRequest).
+    /// The token is a credential: never logged or shown.
+    fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+        seconds: i64,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// Writes an issuer's status (server-side apply on the status subresource); `namespace` is
+    /// `None` for a `ClusterSasIssuer`.
+    fn apply_issuer_status(
+        &self,
+        kind: IssuerKind,
+        namespace: Option<&str>,
+        name: &str,
+        status: &IssuerStatus,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Publishes an Event about a grant.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::validate::{self, Lifetimes};
-use crate::crd::{DEFAULT_KEY_NAME, GrantProtocol, GrantResource, SasGrantSpec};
+use crate::crd::{DEFAULT_KEY_NAME, GrantProtocol, GrantResource, IssuerRef, SasGrantSpec};
 use crate::error::Error;
 use crate::sas::{self, Protocol, Resource, SasParams, Service, TableKeyRange};
 
@@ -17,9 +17,21 @@ pub struct GrantPlan {
     pub resource_kind: &'static str,
     pub validity: Duration,
     pub renew_before: Duration,
-    pub key_secret: String,
-    pub key_name: String,
+    /// Where the signing key comes from.
+    pub credential: CredentialSource,
     pub target_secret: String,
+}
+
+/// Where a grant's signing key comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialSource {
+    /// The inline `storageAccount`: a key Secret in the grant's own namespace.
+    Inline {
+        key_secret: String,
+        key_name: String,
+    },
+    /// A `SasIssuer` or `ClusterSasIssuer`.
+    Issuer(IssuerRef),
 }
 
 impl GrantPlan {
@@ -36,23 +48,30 @@ impl GrantPlan {
             renew_before,
         } = validate::spec(spec, &target_secret)?;
         let (resource, resource_kind) = resource_of(&spec.resource)?;
+        let credential = match (&spec.storage_account, &spec.issuer_ref) {
+            (_, Some(issuer)) => CredentialSource::Issuer(issuer.clone()),
+            (Some(account), None) => CredentialSource::Inline {
+                key_secret: account.key_secret_ref.name.clone(),
+                key_name: account
+                    .key_secret_ref
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_KEY_NAME.into()),
+            },
+            (None, None) => unreachable!("validate::spec requires one of the two"),
+        };
         Ok(GrantPlan {
             resource,
             resource_kind,
             validity,
             renew_before,
-            key_secret: spec.storage_account.key_secret_ref.name.clone(),
-            key_name: spec
-                .storage_account
-                .key_secret_ref
-                .key
-                .clone()
-                .unwrap_or_else(|| DEFAULT_KEY_NAME.into()),
+            credential,
             target_secret,
         })
     }
 
-    /// The signer's input for a token valid from `now - backdate` to `now + validity`.
+    /// The signer's input for a token valid from `now - backdate` to `now + validity`. `spec`
+    /// is the effective spec: with an issuer, its `storageAccount` is the issuer's.
     pub fn sas_params(
         &self,
         spec: &SasGrantSpec,
@@ -65,8 +84,12 @@ impl GrantPlan {
         let expiry = now
             .checked_add(signed(self.validity)?)
             .map_err(|_| Error::InvalidGrant("expiry out of range".into()))?;
+        let account = spec
+            .storage_account
+            .as_ref()
+            .ok_or_else(|| Error::InvalidGrant("no storage account resolved".into()))?;
         Ok(SasParams {
-            account_name: spec.storage_account.name.clone(),
+            account_name: account.name.clone(),
             resource: self.resource.clone(),
             permissions: Some(spec.permissions.clone()),
             start: Some(start),
@@ -106,8 +129,11 @@ impl GrantPlan {
 }
 
 /// The endpoint of `service` for the grant's account: the spec's override or Azure's default.
+/// `spec` is the effective spec (with an issuer, its `storageAccount` is the issuer's).
 pub fn endpoint(spec: &SasGrantSpec, service: Service) -> String {
-    let overrides = spec.storage_account.endpoints.as_ref();
+    let account = spec.storage_account.as_ref();
+    let name = account.map(|a| a.name.as_str()).unwrap_or_default();
+    let overrides = account.and_then(|a| a.endpoints.as_ref());
     let configured = overrides.and_then(|e| match service {
         Service::Blob => e.blob.clone(),
         Service::Queue => e.queue.clone(),
@@ -116,7 +142,7 @@ pub fn endpoint(spec: &SasGrantSpec, service: Service) -> String {
     });
     match configured {
         Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
-        _ => sas::default_endpoint(&spec.storage_account.name, service),
+        _ => sas::default_endpoint(name, service),
     }
 }
 
@@ -219,14 +245,15 @@ mod tests {
 
     fn spec(resource: GrantResource) -> SasGrantSpec {
         SasGrantSpec {
-            storage_account: StorageAccount {
+            storage_account: Some(StorageAccount {
                 name: "acct".into(),
                 key_secret_ref: KeySecretRef {
                     name: "keys".into(),
                     key: None,
                 },
                 endpoints: None,
-            },
+            }),
+            issuer_ref: None,
             resource,
             permissions: "rl".into(),
             validity: None,
@@ -252,9 +279,46 @@ mod tests {
         let plan = GrantPlan::from_spec("app", &spec(container("data"))).unwrap();
         assert_eq!(plan.validity, Duration::from_secs(8 * 3600));
         assert_eq!(plan.renew_before, Duration::from_secs(8 * 3600 / 3));
-        assert_eq!(plan.key_name, "key1");
+        assert_eq!(
+            plan.credential,
+            CredentialSource::Inline {
+                key_secret: "keys".into(),
+                key_name: "key1".into()
+            }
+        );
         assert_eq!(plan.target_secret, "app");
         assert_eq!(plan.resource_kind, "container");
+    }
+
+    #[test]
+    fn a_grant_names_exactly_one_of_issuer_ref_and_storage_account() {
+        let mut both = spec(container("data"));
+        both.issuer_ref = Some(IssuerRef {
+            kind: crate::crd::IssuerKind::ClusterSasIssuer,
+            name: "platform".into(),
+        });
+        let err = GrantPlan::from_spec("app", &both).unwrap_err();
+        assert_eq!(err.category(), "InvalidCredentialChoice");
+        let mut neither = spec(container("data"));
+        neither.storage_account = None;
+        let err = GrantPlan::from_spec("app", &neither).unwrap_err();
+        assert_eq!(err.category(), "InvalidCredentialChoice");
+        let mut issuer_only = both;
+        issuer_only.storage_account = None;
+        let plan = GrantPlan::from_spec("app", &issuer_only).unwrap();
+        assert!(matches!(plan.credential, CredentialSource::Issuer(_)));
+    }
+
+    #[test]
+    fn an_issuer_ref_name_is_a_dns_subdomain() {
+        let mut grant = spec(container("data"));
+        grant.storage_account = None;
+        grant.issuer_ref = Some(IssuerRef {
+            kind: crate::crd::IssuerKind::SasIssuer,
+            name: "../other".into(),
+        });
+        let err = GrantPlan::from_spec("app", &grant).unwrap_err();
+        assert_eq!(err.category(), "InvalidName");
     }
 
     #[test]
@@ -317,7 +381,7 @@ mod tests {
     #[test]
     fn endpoint_override_wins_and_loses_its_trailing_slash() {
         let mut grant = spec(container("data"));
-        grant.storage_account.endpoints = Some(crate::crd::Endpoints {
+        grant.storage_account.as_mut().unwrap().endpoints = Some(crate::crd::Endpoints {
             blob: Some("http://127.0.0.1:10000/acct/".into()),
             ..Default::default()
         });
@@ -333,7 +397,7 @@ mod tests {
     #[test]
     fn a_key_secret_named_like_a_query_is_refused_before_any_request() {
         let mut grant = spec(container("data"));
-        grant.storage_account.key_secret_ref.name = "?".into();
+        grant.storage_account.as_mut().unwrap().key_secret_ref.name = "?".into();
         let err = GrantPlan::from_spec("app", &grant).unwrap_err();
         assert_eq!(err.category(), "InvalidName");
         assert!(
@@ -362,7 +426,7 @@ mod tests {
     #[test]
     fn a_key_name_with_a_slash_is_refused() {
         let mut grant = spec(container("data"));
-        grant.storage_account.key_secret_ref.key = Some("../key1".into());
+        grant.storage_account.as_mut().unwrap().key_secret_ref.key = Some("../key1".into());
         let err = GrantPlan::from_spec("app", &grant).unwrap_err();
         assert_eq!(err.category(), "InvalidName");
     }
@@ -378,7 +442,7 @@ mod tests {
     #[test]
     fn an_attacker_endpoint_is_refused() {
         let mut grant = spec(container("data"));
-        grant.storage_account.endpoints = Some(crate::crd::Endpoints {
+        grant.storage_account.as_mut().unwrap().endpoints = Some(crate::crd::Endpoints {
             blob: Some("https://attacker.example/x;SharedAccessSignature=evil".into()),
             ..Default::default()
         });

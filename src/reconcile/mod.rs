@@ -26,12 +26,15 @@ use self::schedule::Renewal;
 use self::secret::SignedToken;
 use self::status::{Outcome, TokenFacts};
 use crate::cluster::{Cluster, GrantEvent, Severity};
-use crate::crd::SasGrant;
+use crate::crd::{SasGrant, SasGrantSpec};
 use crate::error::Error;
-use crate::sas::{self, SigningKey};
+use crate::sas;
 
 /// The field manager of every write; also the `managed-by` label value.
 pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
+
+/// How soon a grant whose write conflicted is reconciled again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// Where "now" comes from; tests may substitute their own.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -47,6 +50,12 @@ pub struct Context<C> {
     pub timeout: Duration,
     /// Consecutive failures per grant uid, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where `ClusterSasIssuer` credentials live (`--cluster-resource-namespace`).
+    pub cluster_resource_namespace: Option<String>,
+    /// The Entra and storage client of workload identity issuers.
+    pub identity: Option<crate::issuer::identity::IdentityClient>,
+    /// User delegation keys, one per (issuer, service).
+    pub delegation_keys: crate::issuer::keys::DelegationKeys,
     /// Per grant uid: when it needs work next and when its current token expires, so that a
     /// retry never waits past the expiry and the API server's return reconciles overdue grants.
     schedules: Mutex<HashMap<String, Scheduled>>,
@@ -80,7 +89,27 @@ impl<C: Cluster> Context<C> {
             timeout,
             failures: Mutex::default(),
             schedules: Mutex::default(),
+            cluster_resource_namespace: None,
+            identity: None,
+            delegation_keys: Default::default(),
         }
+    }
+
+    /// Sets the workload identity client and the cap on user delegation key lifetimes.
+    pub fn with_workload_identity(
+        mut self,
+        identity: Option<crate::issuer::identity::IdentityClient>,
+        max_key_lifetime: Duration,
+    ) -> Self {
+        self.identity = identity;
+        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime);
+        self
+    }
+
+    /// Sets where `ClusterSasIssuer` credentials live.
+    pub fn with_cluster_resource_namespace(mut self, namespace: Option<String>) -> Self {
+        self.cluster_resource_namespace = namespace;
+        self
     }
 
     /// Now, in whole seconds: SAS times have second precision, and `expiresAt` must equal the
@@ -180,9 +209,14 @@ pub async fn reconcile<C: Cluster>(
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
             Ok(Action::requeue(schedule::requeue_after(
-                ctx.now(),
-                facts.renews_at,
+                (ctx.clock)(),
+                wake_at(facts.renews_at),
             )))
+        }
+        // A read that was behind a write: the next read is fresh (the seam marked it).
+        Err(err) if err.is_conflict() => {
+            tracing::debug!(namespace = %namespace, name = %name, "conflict; reading again");
+            Ok(Action::requeue(CONFLICT_RETRY))
         }
         Err(err) => {
             ctx.metrics.set_ready(&namespace, &name, false);
@@ -205,6 +239,16 @@ pub fn overdue_on_reconnect<C: Cluster>(
         ctx.reset_backoff();
         futures::stream::iter(ctx.overdue(ctx.now(), namespace.as_deref()))
     })
+}
+
+/// When to look at a grant due at `renews_at` again. Decisions see `now` in whole seconds, so
+/// waking within the second of a fractional `renews_at` finds nothing due yet and costs a
+/// second reconcile: wake at the next whole second.
+fn wake_at(renews_at: Timestamp) -> Timestamp {
+    if renews_at.subsec_nanosecond() == 0 {
+        return renews_at;
+    }
+    Timestamp::from_second(renews_at.as_second() + 1).unwrap_or(renews_at)
 }
 
 /// Retries a failed reconcile: transient errors with per-grant exponential backoff, errors
@@ -259,7 +303,7 @@ async fn reconcile_grant<C: Cluster>(
         Err(err) => (None, Err(err)),
     };
     if let Err(err) = &result
-        && !err.api_reachable()
+        && (!err.api_reachable() || err.is_conflict())
     {
         return result;
     }
@@ -288,15 +332,27 @@ async fn sync<C: Cluster>(
         .ok_or_else(|| Error::InvalidGrant("SasGrant has no namespace".into()))?;
     let name = grant.name_any();
     let uid = grant.uid().unwrap_or_default();
-    let key_secret = ctx
-        .cluster
-        .key_secret(&namespace, &plan.key_secret)
-        .await?
-        .ok_or_else(|| Error::KeySecretNotFound {
-            name: plan.key_secret.clone(),
-        })?;
-    let key =
-        crate::credentials::signing_key(&key_secret, &namespace, &plan.key_secret, &plan.key_name)?;
+    let env = crate::issuer::IssuerEnv {
+        cluster_resource_namespace: ctx.cluster_resource_namespace.as_deref(),
+        identity: ctx.identity.as_ref(),
+        keys: &ctx.delegation_keys,
+        now,
+        validity: plan.validity,
+        resource: &plan.resource,
+        backdate: ctx.backdate,
+    };
+    let resolved = crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
+    let key = resolved.secret_key().clone();
+    let signing_key = resolved.key.clone();
+    // The spec as signed: with an issuer, its `storageAccount` is the issuer's, so a change to
+    // the issuer's account or endpoints changes the inputs hash and re-signs.
+    let spec = match &plan.credential {
+        grant::CredentialSource::Inline { .. } => grant.spec.clone(),
+        grant::CredentialSource::Issuer(_) => SasGrantSpec {
+            storage_account: Some(resolved.account),
+            ..grant.spec.clone()
+        },
+    };
 
     let existing = ctx
         .cluster
@@ -310,7 +366,7 @@ async fn sync<C: Cluster>(
         });
     }
 
-    let inputs_hash = secret::inputs_hash(&grant.spec, &plan.target_secret, &key);
+    let inputs_hash = secret::inputs_hash(&spec, &plan.target_secret, &key);
     let renewal = Renewal::of(&uid, plan.validity, plan.renew_before);
     let mac_key = secret::SecretMacKey::derive(&key);
     let issued = existing
@@ -342,13 +398,13 @@ async fn sync<C: Cluster>(
     // taken a while, and the token must have its whole validity when it is written (the write
     // below is bounded by the request timeout and the reconcile deadline).
     let signed_at = ctx.now();
-    let params = plan.sas_params(&grant.spec, signed_at, ctx.backdate)?;
-    let signed = sas::sign(&params, &SigningKey::Account(key))?;
+    let params = plan.sas_params(&spec, signed_at, ctx.backdate)?;
+    let signed = sas::sign(&params, &signing_key)?;
     let expires_at = params.expiry.expect("the plan always sets an expiry");
     let services = plan
         .services()
         .into_iter()
-        .map(|service| (service, grant::endpoint(&grant.spec, service)))
+        .map(|service| (service, grant::endpoint(&spec, service)))
         .collect();
     let token = SignedToken {
         token: signed.token,

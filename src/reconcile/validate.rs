@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use crate::crd::{DEFAULT_KEY_NAME, DEFAULT_VALIDITY, GrantResource, SasGrantSpec};
+use crate::crd::{
+    AccountKeyCredential, DEFAULT_KEY_NAME, DEFAULT_VALIDITY, Endpoints, GrantResource,
+    IssuerStorageAccount, KeySecretRef, SasGrantSpec, WorkloadIdentityCredential,
+};
 use crate::duration::{self, DurationError};
 
 /// Kubernetes object names (DNS-1123 subdomain) and Secret data keys.
@@ -15,6 +18,10 @@ pub const NAME_MAX_LENGTH: usize = 253;
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// Entra client and tenant ids.
+pub const UUID_PATTERN: &str =
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
 /// Free text that enters a string-to-sign: anything but control characters (Unicode `Cc`,
 /// which is what Rust's `char::is_control` tests).
@@ -112,6 +119,8 @@ pub enum SpecError {
         value: String,
         pattern: &'static str,
     },
+    #[error("exactly one of {0} must be set")]
+    ExactlyOne(&'static str),
 }
 
 impl SpecError {
@@ -128,6 +137,7 @@ impl SpecError {
             SpecError::Empty { .. } => "EmptyField",
             SpecError::ControlCharacter { .. } => "ControlCharacter",
             SpecError::Pattern { .. } => "InvalidField",
+            SpecError::ExactlyOne(_) => "InvalidCredentialChoice",
         }
     }
 }
@@ -142,37 +152,13 @@ pub struct Lifetimes {
 /// Checks every field of `spec` as admission does; `target_secret` is the effective Secret
 /// name (the spec's or the grant's own name).
 pub fn spec(spec: &SasGrantSpec, target_secret: &str) -> Result<Lifetimes, SpecError> {
-    let account = &spec.storage_account;
-    pattern_field(
-        "storageAccount.name",
-        &account.name,
-        ACCOUNT_NAME_MAX_LENGTH,
-        "^[a-z0-9]{3,24}$",
-        |name| (3..=24).contains(&name.len()) && name.bytes().all(is_lower_alnum),
-    )?;
-    dns_subdomain(
-        "storageAccount.keySecretRef.name",
-        &account.key_secret_ref.name,
-    )?;
-    secret_key(
-        "storageAccount.keySecretRef.key",
-        account
-            .key_secret_ref
-            .key
-            .as_deref()
-            .unwrap_or(DEFAULT_KEY_NAME),
-    )?;
-    if let Some(endpoints) = &account.endpoints {
-        for (field, value) in [
-            ("storageAccount.endpoints.blob", &endpoints.blob),
-            ("storageAccount.endpoints.queue", &endpoints.queue),
-            ("storageAccount.endpoints.table", &endpoints.table),
-            ("storageAccount.endpoints.file", &endpoints.file),
-        ] {
-            if let Some(value) = value {
-                endpoint(field, value)?;
-            }
+    match (&spec.storage_account, &spec.issuer_ref) {
+        (Some(account), None) => {
+            account_fields(&account.name, account.endpoints.as_ref())?;
+            key_secret_ref("storageAccount.keySecretRef", &account.key_secret_ref)?;
         }
+        (None, Some(issuer)) => dns_subdomain("issuerRef.name", &issuer.name)?,
+        _ => return Err(SpecError::ExactlyOne("issuerRef and storageAccount")),
     }
     resource(&spec.resource)?;
     pattern_field(
@@ -203,6 +189,79 @@ pub fn spec(spec: &SasGrantSpec, target_secret: &str) -> Result<Lifetimes, SpecE
     }
     dns_subdomain("target.secretName", target_secret)?;
     Ok(lifetimes)
+}
+
+/// Checks an issuer's spec (either kind) as admission does.
+pub fn issuer(
+    account: &IssuerStorageAccount,
+    account_key: Option<&AccountKeyCredential>,
+    workload_identity: Option<&WorkloadIdentityCredential>,
+) -> Result<(), SpecError> {
+    account_fields(&account.name, account.endpoints.as_ref())?;
+    match (account_key, workload_identity) {
+        (Some(key), None) => key_secret_ref("accountKey.secretRef", &key.secret_ref),
+        (None, Some(identity)) => {
+            uuid("workloadIdentity.clientId", &identity.client_id)?;
+            uuid("workloadIdentity.tenantId", &identity.tenant_id)?;
+            dns_subdomain(
+                "workloadIdentity.serviceAccountName",
+                &identity.service_account_name,
+            )
+        }
+        _ => Err(SpecError::ExactlyOne("accountKey and workloadIdentity")),
+    }
+}
+
+/// A storage account name and its endpoint overrides.
+fn account_fields(name: &str, endpoints: Option<&Endpoints>) -> Result<(), SpecError> {
+    pattern_field(
+        "storageAccount.name",
+        name,
+        ACCOUNT_NAME_MAX_LENGTH,
+        "^[a-z0-9]{3,24}$",
+        |name| (3..=24).contains(&name.len()) && name.bytes().all(is_lower_alnum),
+    )?;
+    if let Some(endpoints) = endpoints {
+        for (field, value) in [
+            ("storageAccount.endpoints.blob", &endpoints.blob),
+            ("storageAccount.endpoints.queue", &endpoints.queue),
+            ("storageAccount.endpoints.table", &endpoints.table),
+            ("storageAccount.endpoints.file", &endpoints.file),
+        ] {
+            if let Some(value) = value {
+                endpoint(field, value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A Secret name and data key (`field` is the reference's path; the key defaults to `key1`).
+fn key_secret_ref(field: &'static str, reference: &KeySecretRef) -> Result<(), SpecError> {
+    let (name_field, key_field) = match field {
+        "accountKey.secretRef" => ("accountKey.secretRef.name", "accountKey.secretRef.key"),
+        _ => (
+            "storageAccount.keySecretRef.name",
+            "storageAccount.keySecretRef.key",
+        ),
+    };
+    dns_subdomain(name_field, &reference.name)?;
+    secret_key(
+        key_field,
+        reference.key.as_deref().unwrap_or(DEFAULT_KEY_NAME),
+    )
+}
+
+/// An Entra client or tenant id: a UUID in 8-4-4-4-12 hex digits.
+pub fn uuid(field: &'static str, value: &str) -> Result<(), SpecError> {
+    pattern_field(field, value, 36, UUID_PATTERN, |v| {
+        let groups: Vec<&str> = v.split('-').collect();
+        groups.len() == 5
+            && groups
+                .iter()
+                .zip([8, 4, 4, 4, 12])
+                .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 fn resource(resource: &GrantResource) -> Result<(), SpecError> {

@@ -16,7 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::events::{Recorder, Reporter},
+    runtime::events::Reporter,
 };
 use sas_operator::cluster::{Cluster, KubeCluster};
 use sas_operator::leader::LeadershipClaim;
@@ -489,11 +489,7 @@ fn kube_cluster(client: &Client, claim: LeadershipClaim) -> KubeCluster {
         controller: "sas-operator-tests".into(),
         instance: None,
     };
-    KubeCluster::new(
-        client.clone(),
-        Recorder::new(client.clone(), reporter),
-        claim,
-    )
+    KubeCluster::new(client.clone(), reporter, claim)
 }
 
 fn plain_secret(ns: &str, name: &str, entries: &[(&str, &str)]) -> Secret {

@@ -133,8 +133,20 @@ fn grant_with_key(name: &str, secret: &str, key: &str) -> SasGrant {
         "rl",
         json!({}),
     );
-    grant.spec.storage_account.key_secret_ref.name = secret.into();
-    grant.spec.storage_account.key_secret_ref.key = Some(key.into());
+    grant
+        .spec
+        .storage_account
+        .as_mut()
+        .unwrap()
+        .key_secret_ref
+        .name = secret.into();
+    grant
+        .spec
+        .storage_account
+        .as_mut()
+        .unwrap()
+        .key_secret_ref
+        .key = Some(key.into());
     grant
 }
 

@@ -149,6 +149,12 @@ impl Drop for Operator {
 /// `kubectl apply -k deploy/`: CRD, namespace, ServiceAccount, RBAC, Deployment, Service.
 /// No nodes or scheduler exist, so the Deployment makes no pods; the tests run the binary.
 pub fn install_deploy_directory() {
+    // One at a time: two concurrent first applies race to create the same objects
+    // (AlreadyExists).
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let output = common::control_plane()
         .kubectl()
         .arg("apply")
