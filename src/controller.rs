@@ -408,7 +408,7 @@ async fn feed_owned_secrets(
                     let _ = synced.send(());
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "watch of the operator's own Secrets"),
+            Err(err) => tracing::debug!(error = %err, "watch of the operator's own Secrets"),
         }
     }
 }
@@ -532,7 +532,7 @@ fn issuer_triggers(
             future::ready(match change {
                 Ok(change) => Some(change),
                 Err(err) => {
-                    tracing::warn!(error = %err, "issuer watch");
+                    tracing::debug!(error = %err, "issuer watch"); // Outages: one WARN from the probe and the grant watch.
                     None
                 }
             })
