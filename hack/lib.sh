@@ -53,8 +53,8 @@ make_image_tar() {
     "$config_id" "$ref" "$diff_id" >"$work/manifest.json"
   mkdir -p "$(dirname "$out")"
   tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" \
-    -cf "$out.tmp" manifest.json "$config_id.json" "$diff_id/layer.tar"
-  mv "$out.tmp" "$out"
+    -cf "$out.tmp.$$" manifest.json "$config_id.json" "$diff_id/layer.tar"
+  mv "$out.tmp.$$" "$out" # per-process name: two builds at once each replace the tar whole
   rm -rf "$work"
 }
 

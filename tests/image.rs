@@ -38,8 +38,15 @@ fn final_stage() -> Vec<(String, String)> {
     instructions.split_off(last_from)
 }
 
-/// Runs hack/image.sh (a no-op when the binary is unchanged) and reads the image tar.
+/// Runs hack/image.sh once per test binary (the tests run in parallel; two builds at once
+/// would race) and reads the image tar.
 fn built_image() -> (Value, Vec<String>) {
+    static IMAGE: std::sync::OnceLock<(Value, Vec<String>)> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(build_and_read_image).clone()
+}
+
+/// Runs hack/image.sh (a no-op when the binary is unchanged) and reads the image tar.
+fn build_and_read_image() -> (Value, Vec<String>) {
     let output = Command::new(repo_root().join("hack/image.sh"))
         .current_dir(repo_root())
         .output()
