@@ -3,14 +3,19 @@
 //! Labels are bounded on purpose: a grant's namespace and name, and for rotations a static
 //! result category. Error text never becomes a label value, so a cardinality explosion (or a
 //! leaked detail) cannot come from an error message.
+//!
+//! The per-grant series live in one map, one small entry per grant (its name once, the values
+//! inline), encoded at each scrape by a collector: at 10,000 grants a `Family` per series kept
+//! four label sets, hash entries and atomics per grant, plus two indexes to forget them by.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -27,41 +32,114 @@ const LATENESS_BUCKETS: [f64; 14] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GrantLabels {
-    namespace: String,
-    name: String,
+/// The per-grant series of one grant; `None` for a series it does not have (yet).
+#[derive(Debug, Default)]
+struct GrantSeries {
+    expiration: Option<i64>,
+    renewal: Option<i64>,
+    ready: Option<bool>,
+    /// Rotation attempts by result category.
+    rotations: Vec<(&'static str, u64)>,
 }
 
-impl GrantLabels {
-    fn new(namespace: &str, name: &str) -> Self {
-        Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+/// A per-grant gauge: name, help, unit, and its value in a grant's series.
+type GaugeOf = (
+    &'static str,
+    &'static str,
+    Option<Unit>,
+    fn(&GrantSeries) -> Option<i64>,
+);
+
+/// namespace -> grant name -> its series.
+type GrantMap = HashMap<Box<str>, HashMap<Box<str>, GrantSeries>>;
+
+/// Encodes the per-grant series from the map at each scrape.
+#[derive(Debug, Default)]
+struct GrantCollector {
+    grants: Mutex<GrantMap>,
+}
+
+impl GrantCollector {
+    fn lock(&self) -> MutexGuard<'_, GrantMap> {
+        self.grants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to the series of grant `namespace/name`, created if new.
+    fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut GrantSeries)) {
+        let mut grants = self.lock();
+        let names = match grants.get_mut(namespace) {
+            Some(names) => names,
+            None => grants.entry(namespace.into()).or_default(),
+        };
+        match names.get_mut(name) {
+            Some(series) => change(series),
+            None => change(names.entry(name.into()).or_default()),
         }
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RotationLabels {
-    namespace: String,
-    name: String,
-    result: &'static str,
+impl Collector for GrantCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let grants = self.lock();
+        let gauges: [GaugeOf; 3] = [
+            (
+                "grant_expiration_timestamp",
+                "When the token in the grant's Secret expires (Unix time)",
+                Some(Unit::Seconds),
+                |series| series.expiration,
+            ),
+            (
+                "grant_renewal_timestamp",
+                "When the grant's token is due to be re-signed (Unix time)",
+                Some(Unit::Seconds),
+                |series| series.renewal,
+            ),
+            (
+                "grant_ready",
+                "Whether the grant's Ready condition is True (1) or not (0)",
+                None,
+                |series| series.ready.map(i64::from),
+            ),
+        ];
+        for (name, help, unit, value) in &gauges {
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            for (namespace, names) in grants.iter() {
+                for (grant, series) in names {
+                    if let Some(value) = value(series) {
+                        let labels = [("namespace", &**namespace), ("name", &**grant)];
+                        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "rotations",
+            "Token rotations attempted, by result (success or an error category)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (namespace, names) in grants.iter() {
+            for (grant, series) in names {
+                for (result, count) in &series.rotations {
+                    let labels = [
+                        ("namespace", &**namespace),
+                        ("name", &**grant),
+                        ("result", *result),
+                    ];
+                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// All metrics of one operator process. Cloning is cheap; clones share the same series.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    expiration: Family<GrantLabels, Gauge>,
-    renewal: Family<GrantLabels, Gauge>,
-    ready: Family<GrantLabels, Gauge>,
-    rotations: Family<RotationLabels, Counter>,
-    /// Which result categories each grant has a rotation series for, so that
-    /// [`Metrics::forget_grant`] can remove them all (a family cannot be searched by label).
-    rotation_results: Arc<Mutex<HashMap<GrantLabels, BTreeSet<&'static str>>>>,
-    /// Every grant that has per-grant series, so deleted ones can be found and forgotten.
-    grants: Arc<Mutex<HashSet<GrantLabels>>>,
+    grants: Arc<GrantCollector>,
     reconcile_duration: Histogram,
     reconciles: Counter,
     rotation_lateness: Histogram,
@@ -76,32 +154,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sas_operator");
-        let expiration = Family::<GrantLabels, Gauge>::default();
-        registry.register_with_unit(
-            "grant_expiration_timestamp",
-            "When the token in the grant's Secret expires (Unix time)",
-            Unit::Seconds,
-            expiration.clone(),
-        );
-        let renewal = Family::<GrantLabels, Gauge>::default();
-        registry.register_with_unit(
-            "grant_renewal_timestamp",
-            "When the grant's token is due to be re-signed (Unix time)",
-            Unit::Seconds,
-            renewal.clone(),
-        );
-        let ready = Family::<GrantLabels, Gauge>::default();
-        registry.register(
-            "grant_ready",
-            "Whether the grant's Ready condition is True (1) or not (0)",
-            ready.clone(),
-        );
-        let rotations = Family::<RotationLabels, Counter>::default();
-        registry.register(
-            "rotations",
-            "Token rotations attempted, by result (success or an error category)",
-            rotations.clone(),
-        );
+        let grants = Arc::new(GrantCollector::default());
+        registry.register_collector(Box::new(grants.clone()));
         let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
         registry.register_with_unit(
             "reconcile_duration",
@@ -124,12 +178,7 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(registry),
-            expiration,
-            renewal,
-            ready,
-            rotations,
-            rotation_results: Arc::default(),
-            grants: Arc::default(),
+            grants,
             reconcile_duration,
             reconciles,
             rotation_lateness,
@@ -144,39 +193,30 @@ impl Metrics {
         expires_at: jiff::Timestamp,
         renews_at: jiff::Timestamp,
     ) {
-        let labels = self.track(namespace, name);
-        self.expiration
-            .get_or_create(&labels)
-            .set(expires_at.as_second());
-        self.renewal
-            .get_or_create(&labels)
-            .set(renews_at.as_second());
+        self.grants.update(namespace, name, |series| {
+            series.expiration = Some(expires_at.as_second());
+            series.renewal = Some(renews_at.as_second());
+        });
     }
 
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
-        self.ready
-            .get_or_create(&self.track(namespace, name))
-            .set(i64::from(ready));
+        self.grants
+            .update(namespace, name, |series| series.ready = Some(ready));
     }
 
     /// Counts one rotation attempt. `result` is `"success"` or a static error category
     /// (e.g. `"KeySecretNotFound"`), never an error message.
     pub fn record_rotation(&self, namespace: &str, name: &str, result: &'static str) {
-        let grant = self.track(namespace, name);
-        // Hold the index lock while creating the series so forget_grant cannot interleave
-        // and leave a series it does not know about.
-        let mut index = self
-            .rotation_results
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        index.entry(grant.clone()).or_default().insert(result);
-        self.rotations
-            .get_or_create(&RotationLabels {
-                namespace: grant.namespace,
-                name: grant.name,
-                result,
-            })
-            .inc();
+        self.grants.update(namespace, name, |series| {
+            match series
+                .rotations
+                .iter_mut()
+                .find(|(known, _)| *known == result)
+            {
+                Some((_, count)) => *count += 1,
+                None => series.rotations.push((result, 1)),
+            }
+        });
     }
 
     pub fn observe_reconcile(&self, seconds: f64) {
@@ -194,46 +234,27 @@ impl Metrics {
         }
     }
 
-    /// Notes that the grant has per-grant series; returns its labels.
-    fn track(&self, namespace: &str, name: &str) -> GrantLabels {
-        let grant = GrantLabels::new(namespace, name);
-        self.grants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(grant.clone());
-        grant
-    }
-
     /// (namespace, name) of every grant that has per-grant series.
     pub fn grants(&self) -> Vec<(String, String)> {
         self.grants
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|grant| (grant.namespace.clone(), grant.name.clone()))
+            .flat_map(|(namespace, names)| {
+                names
+                    .keys()
+                    .map(|name| (namespace.to_string(), name.to_string()))
+            })
             .collect()
     }
 
     /// Removes every per-grant series of a deleted grant.
     pub fn forget_grant(&self, namespace: &str, name: &str) {
-        let grant = GrantLabels::new(namespace, name);
-        self.grants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&grant);
-        self.expiration.remove(&grant);
-        self.renewal.remove(&grant);
-        self.ready.remove(&grant);
-        let mut index = self
-            .rotation_results
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for result in index.remove(&grant).unwrap_or_default() {
-            self.rotations.remove(&RotationLabels {
-                namespace: grant.namespace.clone(),
-                name: grant.name.clone(),
-                result,
-            });
+        let mut grants = self.grants.lock();
+        if let Some(names) = grants.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                grants.remove(namespace);
+            }
         }
     }
 
