@@ -1,10 +1,11 @@
 //! Controller wiring: watches, the key-Secret mapping, and shutdown.
 //!
 //! All Secrets are watched as metadata only (the trigger of reconciles, and what invalidates
-//! cached key Secrets); the operator's own Secrets are watched in full by their `managed-by`
-//! label to feed [`KubeCluster`]'s cache. Only a change someone else made reconciles a grant:
-//! status-only grant events (our own status writes) and the watch events of our own Secret
-//! writes map to nothing.
+//! what is cached of unlabelled key Secrets); the operator's own Secrets (`managed-by` label)
+//! and the key Secrets (`signing-key` label) are watched in full to feed [`KubeCluster`]'s
+//! caches, and the key watch reconciles the grants of a key that changed. Only a change someone
+//! else made reconciles a grant: status-only grant events (our own status writes) and the watch
+//! events of our own Secret writes map to nothing.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -302,6 +303,7 @@ fn scope_controller(
             Api::<Secret>::all(client),
         ),
     };
+    let keys = owned.clone();
     let shutdown = shutdown.shared();
     let caches = ctx.cluster.caches().clone();
     let index = Arc::new(GrantIndex::default());
@@ -351,6 +353,16 @@ fn scope_controller(
         })
         .touched_objects();
     let mapper_caches = caches.clone();
+    let (key_changes, changed_keys) = futures::channel::mpsc::unbounded::<cache::Key>();
+    let key_index = index.clone();
+    let key_triggers = changed_keys.flat_map(move |(namespace, name)| {
+        let grants: Vec<ObjectRef<SasGrant>> = key_index
+            .grants_using(&namespace, &name)
+            .iter()
+            .map(|grant| ObjectRef::new(grant).within(&namespace))
+            .collect();
+        futures::stream::iter(grants)
+    });
     let overdue =
         reconcile::overdue_on_reconnect(health.reconnects(), ctx.clone(), namespace.clone());
     let run = controller
@@ -358,6 +370,7 @@ fn scope_controller(
             grants_touched_by(&index, &mapper_caches, &secret)
         })
         .reconcile_on(overdue)
+        .reconcile_on(key_triggers)
         .reconcile_on(issuer_triggers(
             client_for_issuers,
             namespace.clone(),
@@ -373,14 +386,24 @@ fn scope_controller(
             future::ready(())
         });
     let (owned_synced, owned_listed) = tokio::sync::oneshot::channel();
+    let (keys_synced, keys_listed) = tokio::sync::oneshot::channel();
+    let feed_keys = feed_key_secrets(
+        keys,
+        namespace.clone(),
+        caches.clone(),
+        keys_synced,
+        key_changes,
+    );
     let feed = feed_owned_secrets(owned, namespace, caches, owned_synced);
     let run = async move {
         let feeding = tokio::spawn(feed);
+        let feeding_keys = tokio::spawn(feed_keys);
         tokio::select! {
-            _ = owned_listed => run.await,
+            _ = async { let _ = owned_listed.await; keys_listed.await } => run.await,
             () = shutdown => {}
         }
         feeding.abort();
+        feeding_keys.abort();
     };
     (store, run)
 }
@@ -413,8 +436,41 @@ async fn feed_owned_secrets(
     }
 }
 
-/// Lets the key-Secret cache see every version of every Secret (from the metadata watch),
-/// after any write of ours to that Secret has returned, so its event is known as ours.
+/// Keeps the key-Secret cache of one scope: a watch of the Secrets labelled as signing keys,
+/// full objects. Signals `synced` after the first complete list; after it, sends every key
+/// Secret that changed or went away to `changed` once the cache holds the change, so that the
+/// reconciles it causes sign with the new key.
+async fn feed_key_secrets(
+    api: Api<Secret>,
+    scope: Option<String>,
+    caches: Arc<SecretCaches>,
+    synced: tokio::sync::oneshot::Sender<()>,
+    changed: futures::channel::mpsc::UnboundedSender<cache::Key>,
+) {
+    let mut synced = Some(synced);
+    let mut relist = cache::Relist::default();
+    let config = watcher::Config::default()
+        .labels(&cache::signing_key_selector())
+        .any_semantic();
+    let mut events = watcher(api, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                let listed = matches!(event, watcher::Event::InitDone);
+                for key in caches.observe_key(&scope, event, &mut relist) {
+                    let _ = changed.unbounded_send(key);
+                }
+                if listed && let Some(synced) = synced.take() {
+                    let _ = synced.send(());
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "watch of the key Secrets"),
+        }
+    }
+}
+
+/// Lets the caches see every version of every Secret (from the metadata watch), after any
+/// write of ours to that Secret has returned, so its event is known as ours.
 async fn observe_secret_versions(
     caches: &SecretCaches,
     event: &watcher::Event<PartialObjectMeta<Secret>>,
@@ -458,8 +514,9 @@ async fn forget_deleted_grants<C: Cluster>(stores: Vec<Store<SasGrant>>, ctx: Ar
 }
 
 /// The grants a Secret change concerns: the grant owning it (a target Secret), unless the
-/// change is one of our own writes; and every grant in its namespace that signs with it (a key
-/// Secret), unless the cache already holds that version. Costs O(grants that use it).
+/// change is one of our own writes; and every grant in its namespace that names it as its key
+/// Secret while it is not labelled as one (labelled keys reconcile their grants from the key
+/// watch), unless that version was already read. Costs O(grants that use it).
 fn grants_touched_by(
     index: &GrantIndex,
     caches: &SecretCaches,
@@ -484,7 +541,7 @@ fn grants_touched_by(
             caches.mark_dirty(key.clone());
         }
     }
-    if !caches.key_is_current(&key, version) {
+    if caches.key_event_is_news(&secret.metadata) {
         touched.extend(
             index
                 .grants_using(namespace, &key.1)
@@ -686,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_secret_event_reconciles_the_grants_signing_with_it_until_that_version_is_cached() {
+    fn an_unlabelled_key_secret_event_reconciles_the_grants_naming_it_until_that_version_is_read() {
         let (index, caches) = (GrantIndex::default(), SecretCaches::default());
         let grant = |name: &str, key: &str| {
             let spec = serde_json::json!({
@@ -706,11 +763,23 @@ mod tests {
             vec![ObjectRef::new("a").within("ns")]
         );
         let key = ("ns".to_string(), "keys".to_string());
-        let (_, _, epoch) = caches.key(&key);
-        caches.fetched_key(&key, epoch, written("keys", "3"));
+        let (_, _, epoch) = caches.unlabelled(&key);
+        caches.read_unlabelled(&key, epoch, Some(&written("keys", "3")));
         assert!(
             grants_touched_by(&index, &caches, &event).is_empty(),
-            "a version already signed with changes nothing"
+            "a version already read changes nothing"
+        );
+        let mut labelled = secret_meta("keys", "4", None);
+        labelled.metadata.labels = Some(
+            [(
+                crate::credentials::LABEL_SIGNING_KEY.to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+        assert!(
+            grants_touched_by(&index, &caches, &labelled).is_empty(),
+            "a labelled key reconciles its grants from the key watch, once cached"
         );
     }
 }

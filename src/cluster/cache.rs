@@ -4,9 +4,18 @@
 //!   labelled watch; they are ours, so holding their data is no wider than writing it. Each
 //!   write of ours goes into the cache at once (its response), and its `resourceVersion` is
 //!   remembered so that the watch event it causes maps back to no reconcile.
-//! - **Key Secrets**: full objects fetched by GET once per (namespace, name, resourceVersion);
-//!   an entry is dropped when the metadata-only watch of all Secrets shows another version or a
-//!   deletion. Only the key Secrets that grants read are held.
+//! - **Key Secrets** (label `sas-operator.io/signing-key=true`, the opt-in every key Secret
+//!   needs): full objects from a labelled watch per scope, so reading a key is a lookup and a
+//!   restart reads none. That watch is also what reconciles the grants of a key that appeared,
+//!   changed or went away (lost its label or was deleted), after it updated the cache: a
+//!   reconcile it causes reads the version that caused it, never an older one.
+//! - **Unlabelled key Secrets**: a grant naming a Secret without the opt-in must still learn
+//!   whether it exists (`KeySecretNotLabelled`) or not (`KeySecretNotFound`). That is one GET
+//!   per (namespace, name, resourceVersion); only its metadata is kept (no data of a Secret
+//!   that did not opt in), dropped when the metadata-only watch of all Secrets shows another
+//!   version or a deletion (an epoch makes a GET raced by a newer version cache nothing). A
+//!   missing Secret is a GET each time, as is a `ClusterSasIssuer`'s key in a namespace no
+//!   watch covers (nothing would tell a cached copy is stale).
 //! - **Dirty** target Secrets: a change the metadata watch saw that is not ours (a foreign edit
 //!   or deletion), or a write that conflicted. The next read of such a Secret is a GET, so a
 //!   reconcile never decides on a cache that has not caught up with the event that caused it.
@@ -22,7 +31,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use tokio::sync::watch;
 
-use crate::reconcile::secret::{LABEL_MANAGED_BY, MANAGER_NAME};
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::credentials::LABEL_SIGNING_KEY;
+use crate::reconcile::secret::{
+    ANNOTATION_INPUTS_HASH, ANNOTATION_MAC, ANNOTATION_ROTATED_AT, KEY_CONNECTION_STRING,
+    KEY_EXPIRES_AT, KEY_SAS_TOKEN, KEY_SAS_URL, LABEL_MANAGED_BY, MANAGER_NAME,
+};
 
 /// (namespace, name).
 pub type Key = (String, String);
@@ -67,8 +85,154 @@ pub fn owned_selector() -> String {
     format!("{LABEL_MANAGED_BY}={MANAGER_NAME}")
 }
 
+/// The label selector of the key-Secret watch: exactly the Secrets opted in as signing keys.
+pub fn signing_key_selector() -> String {
+    format!("{LABEL_SIGNING_KEY}=true")
+}
+
+/// Whether Secret metadata carries the signing-key opt-in (what the key watch selects).
+pub fn is_labelled_signing_key(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|labels| labels.get(LABEL_SIGNING_KEY))
+        .is_some_and(|value| value == "true")
+}
+
+/// The annotations of an owned Secret the reconcile reads (`reconcile::secret`).
+const OWNED_ANNOTATIONS: [&str; 3] = [
+    ANNOTATION_INPUTS_HASH,
+    ANNOTATION_ROTATED_AT,
+    ANNOTATION_MAC,
+];
+/// The data entries of an owned Secret the reconcile reads; the token first.
+const OWNED_DATA: [&str; 4] = [
+    KEY_SAS_TOKEN,
+    KEY_SAS_URL,
+    KEY_CONNECTION_STRING,
+    KEY_EXPIRES_AT,
+];
+
+/// An owned Secret as the reconcile reads it (`reconcile::secret`: whose it is, the token it
+/// holds and its MAC, the version a write must carry), and nothing else: at 10,000 grants the
+/// full objects were the largest part of the operator's memory. The token is held once; the URL
+/// and connection string, which repeat it, keep where it was.
+struct OwnedSecret {
+    resource_version: Option<Box<str>>,
+    /// The uid of the controller ownerReference (the API server allows one).
+    controller_uid: Option<Box<str>>,
+    annotations: [Option<Box<str>>; 3],
+    data: [Option<Compact>; 4],
+}
+
+/// A data value with the token cut out, and where it was.
+struct Compact {
+    rest: Box<[u8]>,
+    token_at: Option<u32>,
+}
+
+impl Compact {
+    fn new(value: &[u8], token: &[u8]) -> Self {
+        let found = (!token.is_empty())
+            .then(|| {
+                value
+                    .windows(token.len())
+                    .position(|window| window == token)
+            })
+            .flatten()
+            .and_then(|at| u32::try_from(at).ok().map(|short| (at, short)));
+        match found {
+            Some((at, short)) => Compact {
+                rest: [&value[..at], &value[at + token.len()..]].concat().into(),
+                token_at: Some(short),
+            },
+            None => Compact {
+                rest: value.into(),
+                token_at: None,
+            },
+        }
+    }
+
+    fn expand(&self, token: &[u8]) -> Vec<u8> {
+        match self.token_at {
+            Some(at) => {
+                let (before, after) = self.rest.split_at(at as usize);
+                [before, token, after].concat()
+            }
+            None => self.rest.to_vec(),
+        }
+    }
+}
+
+impl OwnedSecret {
+    fn of(secret: &Secret) -> Self {
+        let annotation = |name: &str| {
+            let annotations = secret.metadata.annotations.as_ref()?;
+            annotations.get(name).map(|value| value.as_str().into())
+        };
+        let data = |name: &str| secret.data.as_ref()?.get(name).map(|value| &value.0[..]);
+        let token = data(KEY_SAS_TOKEN).unwrap_or_default();
+        OwnedSecret {
+            resource_version: secret.metadata.resource_version.as_deref().map(Into::into),
+            controller_uid: secret
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|owner| owner.controller == Some(true))
+                .map(|owner| owner.uid.as_str().into()),
+            annotations: OWNED_ANNOTATIONS.map(annotation),
+            data: OWNED_DATA.map(|name| {
+                data(name).map(|value| match name {
+                    KEY_SAS_TOKEN => Compact::new(value, &[]),
+                    _ => Compact::new(value, token),
+                })
+            }),
+        }
+    }
+
+    /// The Secret the reconcile sees: what it reads, as it was written.
+    fn to_secret(&self, (namespace, name): &Key) -> Secret {
+        let token = self.data[0]
+            .as_ref()
+            .map(|token| token.expand(&[]))
+            .unwrap_or_default();
+        let annotations: BTreeMap<String, String> = OWNED_ANNOTATIONS
+            .iter()
+            .zip(&self.annotations)
+            .filter_map(|(name, value)| Some((name.to_string(), value.as_deref()?.to_string())))
+            .collect();
+        let data: BTreeMap<String, ByteString> = OWNED_DATA
+            .iter()
+            .zip(&self.data)
+            .filter_map(|(name, value)| {
+                Some((name.to_string(), ByteString(value.as_ref()?.expand(&token))))
+            })
+            .collect();
+        Secret {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.clone()),
+                name: Some(name.clone()),
+                resource_version: self.resource_version.as_deref().map(Into::into),
+                labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGER_NAME.to_string())].into()),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+                owner_references: self.controller_uid.as_deref().map(|uid| {
+                    vec![OwnerReference {
+                        controller: Some(true),
+                        uid: uid.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+}
+
+/// A Secret without the signing-key label, as last read: its metadata only.
 #[derive(Default)]
-struct KeyEntry {
+struct UnlabelledEntry {
     secret: Option<Arc<Secret>>,
     /// Bumped by every version the metadata watch reports that differs from the cached one;
     /// a GET that started before a bump may have read the old version and is not cached.
@@ -76,7 +240,7 @@ struct KeyEntry {
     fetch: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Relist bookkeeping of one owned-Secret watch.
+/// Relist bookkeeping of one labelled watch (owned or key Secrets).
 #[derive(Default)]
 pub struct Relist {
     seen: Option<HashSet<Key>>,
@@ -84,14 +248,18 @@ pub struct Relist {
 
 #[derive(Default)]
 pub struct SecretCaches {
-    owned: Mutex<HashMap<Key, Arc<Secret>>>,
+    owned: Mutex<HashMap<Key, OwnedSecret>>,
     /// Scopes (a namespace, or `None` for all) whose owned-Secret watch has listed once.
     synced: Mutex<HashSet<Option<String>>>,
     /// Versions of target Secrets that need no reconcile: written by us, or listed when the
     /// operator started (every grant is reconciled then anyway).
     known_versions: Mutex<HashMap<Key, String>>,
     dirty: Mutex<HashSet<Key>>,
-    keys: Mutex<HashMap<Key, KeyEntry>>,
+    /// Key Secrets, from the watch of the signing-key label.
+    keys: Mutex<HashMap<Key, Arc<Secret>>>,
+    /// Scopes whose key-Secret watch has listed once.
+    keys_synced: Mutex<HashSet<Option<String>>>,
+    unlabelled: Mutex<HashMap<Key, UnlabelledEntry>>,
     in_flight: Mutex<HashMap<Key, watch::Receiver<()>>>,
 }
 
@@ -108,9 +276,11 @@ impl SecretCaches {
         synced.contains(&None) || synced.contains(&Some(namespace.to_string()))
     }
 
-    /// The cached owned Secret, if any.
-    pub fn owned(&self, key: &Key) -> Option<Arc<Secret>> {
-        lock(&self.owned).get(key).cloned()
+    /// The cached owned Secret, if any, as the reconcile reads it (see [`OwnedSecret`]).
+    pub fn owned(&self, key: &Key) -> Option<Secret> {
+        lock(&self.owned)
+            .get(key)
+            .map(|secret| secret.to_secret(key))
     }
 
     /// Applies one event of the owned-Secret watch of `scope`.
@@ -123,7 +293,7 @@ impl SecretCaches {
         use kube::runtime::watcher::Event;
         match event {
             Event::Apply(secret) => {
-                self.put_owned(secret);
+                self.put_owned(&secret);
             }
             Event::Delete(secret) => {
                 let key = key_of(&secret.metadata);
@@ -138,7 +308,7 @@ impl SecretCaches {
                 {
                     lock(&self.known_versions).insert(key.clone(), version.clone());
                 }
-                self.put_owned(secret);
+                self.put_owned(&secret);
                 if let Some(seen) = &mut relist.seen {
                     seen.insert(key);
                 }
@@ -153,10 +323,9 @@ impl SecretCaches {
         }
     }
 
-    fn put_owned(&self, mut secret: Secret) {
-        strip_metadata(&mut secret.metadata);
+    fn put_owned(&self, secret: &Secret) {
         let key = key_of(&secret.metadata);
-        lock(&self.owned).insert(key, Arc::new(secret));
+        lock(&self.owned).insert(key, OwnedSecret::of(secret));
     }
 
     /// Records a Secret this replica just wrote (the API server's response).
@@ -166,13 +335,13 @@ impl SecretCaches {
             lock(&self.known_versions).insert(key.clone(), version.clone());
         }
         lock(&self.dirty).remove(&key);
-        self.put_owned(secret);
+        self.put_owned(&secret);
     }
 
     /// Records what a GET of a target Secret found.
     pub fn read(&self, key: &Key, found: Option<&Secret>) {
         match found {
-            Some(secret) if is_labelled_ours(secret) => self.put_owned(secret.clone()),
+            Some(secret) if is_labelled_ours(secret) => self.put_owned(secret),
             Some(_) => {
                 // Not labelled: the owned watch would never update or remove it, so it is not
                 // cached, and the next read is a GET again.
@@ -232,40 +401,145 @@ impl SecretCaches {
 
     // ---- key Secrets ---------------------------------------------------------------------
 
-    /// The cached key Secret and the lock that serialises fetching it.
-    pub fn key(&self, key: &Key) -> (Option<Arc<Secret>>, Arc<tokio::sync::Mutex<()>>, u64) {
-        let mut keys = lock(&self.keys);
-        let entry = keys.entry(key.clone()).or_default();
+    /// Whether the key-Secret cache covering `namespace` has its initial list.
+    pub fn keys_synced(&self, namespace: &str) -> bool {
+        let synced = lock(&self.keys_synced);
+        synced.contains(&None) || synced.contains(&Some(namespace.to_string()))
+    }
+
+    /// The cached key Secret (labelled as one), if any.
+    pub fn signing_key(&self, key: &Key) -> Option<Arc<Secret>> {
+        lock(&self.keys).get(key).cloned()
+    }
+
+    /// Applies one event of the key-Secret watch of `scope`; returns the key Secrets whose
+    /// grants must re-sign (a new version, or gone), once the scope has listed: before that no
+    /// grant has been reconciled, and each is once the caches are ready.
+    pub fn observe_key(
+        &self,
+        scope: &Option<String>,
+        event: kube::runtime::watcher::Event<Secret>,
+        relist: &mut Relist,
+    ) -> Vec<Key> {
+        use kube::runtime::watcher::Event;
+        let listed = lock(&self.keys_synced).contains(scope);
+        let mut changed = Vec::new();
+        match event {
+            Event::Apply(secret) | Event::InitApply(secret) => {
+                let key = key_of(&secret.metadata);
+                if let Some(seen) = &mut relist.seen {
+                    seen.insert(key.clone());
+                }
+                if self.put_key(secret) && listed {
+                    changed.push(key);
+                }
+            }
+            Event::Delete(secret) => {
+                let key = key_of(&secret.metadata);
+                if lock(&self.keys).remove(&key).is_some() && listed {
+                    changed.push(key);
+                }
+            }
+            Event::Init => relist.seen = Some(HashSet::new()),
+            Event::InitDone => {
+                if let Some(seen) = relist.seen.take() {
+                    let in_scope = |key: &Key| scope.as_ref().is_none_or(|ns| *ns == key.0);
+                    lock(&self.keys).retain(|key, _| {
+                        let kept = !in_scope(key) || seen.contains(key);
+                        if !kept && listed {
+                            changed.push(key.clone());
+                        }
+                        kept
+                    });
+                }
+                lock(&self.keys_synced).insert(scope.clone());
+            }
+        }
+        changed
+    }
+
+    /// Caches a key Secret from the watch; whether its version is new to the cache.
+    fn put_key(&self, mut secret: Secret) -> bool {
+        strip_metadata(&mut secret.metadata);
+        let key = key_of(&secret.metadata);
+        // Labelled now: whatever was known of it unlabelled is stale.
+        self.forget_unlabelled(&key);
+        let version = secret.metadata.resource_version.clone();
+        let previous = lock(&self.keys).insert(key, Arc::new(secret));
+        previous.is_none_or(|previous| previous.metadata.resource_version != version)
+    }
+
+    /// The metadata of a Secret last read without the signing-key label, the lock that
+    /// serialises reading it, and the epoch to hand to [`SecretCaches::read_unlabelled`].
+    pub fn unlabelled(&self, key: &Key) -> (Option<Arc<Secret>>, Arc<tokio::sync::Mutex<()>>, u64) {
+        let mut unlabelled = lock(&self.unlabelled);
+        let entry = unlabelled.entry(key.clone()).or_default();
         (entry.secret.clone(), entry.fetch.clone(), entry.epoch)
     }
 
-    /// Caches a fetched key Secret unless a newer version was reported since `epoch`.
-    pub fn fetched_key(&self, key: &Key, epoch: u64, mut secret: Secret) {
-        strip_metadata(&mut secret.metadata);
-        if let Some(entry) = lock(&self.keys).get_mut(key)
-            && entry.epoch == epoch
-        {
-            entry.secret = Some(Arc::new(secret));
+    /// Records what a GET of a key Secret outside the key cache found: one without the label
+    /// is remembered by its metadata (never its data), unless a newer version was reported
+    /// since `epoch`. A labelled one is left to the key watch, which is about to deliver it.
+    pub fn read_unlabelled(&self, key: &Key, epoch: u64, found: Option<&Secret>) {
+        let mut unlabelled = lock(&self.unlabelled);
+        match found {
+            Some(secret) if !is_labelled_signing_key(&secret.metadata) => {
+                if let Some(entry) = unlabelled.get_mut(key)
+                    && entry.epoch == epoch
+                {
+                    let mut metadata = secret.metadata.clone();
+                    strip_metadata(&mut metadata);
+                    metadata.annotations = None;
+                    metadata.owner_references = None;
+                    entry.secret = Some(Arc::new(Secret {
+                        metadata,
+                        ..Default::default()
+                    }));
+                }
+            }
+            // Missing, or labelled: nothing to hold (a missing one is read again next time).
+            _ => {
+                if unlabelled
+                    .get(key)
+                    .is_some_and(|entry| entry.secret.is_none())
+                {
+                    unlabelled.remove(key);
+                }
+            }
         }
     }
 
-    /// Whether the key Secret cached for `key` is at `version` (nothing new to sign with).
-    pub fn key_is_current(&self, key: &Key, version: Option<&str>) -> bool {
-        version.is_some()
-            && lock(&self.keys).get(key).is_some_and(|entry| {
+    fn forget_unlabelled(&self, key: &Key) {
+        if let Some(entry) = lock(&self.unlabelled).get_mut(key) {
+            entry.secret = None;
+            entry.epoch += 1;
+        }
+    }
+
+    /// Whether a metadata event of `key` at `version` is news to the grants signing with it:
+    /// not a Secret the key watch holds (that watch reconciles them), and not the unlabelled
+    /// version already read (a relist repeats it).
+    pub fn key_event_is_news(&self, meta: &ObjectMeta) -> bool {
+        let key = key_of(meta);
+        if is_labelled_signing_key(meta) || lock(&self.keys).contains_key(&key) {
+            return false;
+        }
+        let version = meta.resource_version.as_deref();
+        !(version.is_some()
+            && lock(&self.unlabelled).get(&key).is_some_and(|entry| {
                 entry
                     .secret
                     .as_ref()
                     .and_then(|s| s.metadata.resource_version.as_deref())
                     == version
-            })
+            }))
     }
 
-    /// Applies a version of any Secret seen by the metadata watch: drops a cached key Secret
-    /// of another version. `None` is a deletion.
+    /// Applies a version of any Secret seen by the metadata watch: drops what is known of an
+    /// unlabelled key Secret at another version. `None` is a deletion.
     pub fn observe_version(&self, key: &Key, version: Option<&str>) {
-        let mut keys = lock(&self.keys);
-        if let Some(entry) = keys.get_mut(key) {
+        let mut unlabelled = lock(&self.unlabelled);
+        if let Some(entry) = unlabelled.get_mut(key) {
             let cached = entry
                 .secret
                 .as_ref()
@@ -275,6 +549,7 @@ impl SecretCaches {
                 entry.epoch += 1;
             }
         }
+        drop(unlabelled);
         if version.is_none() {
             lock(&self.known_versions).remove(key);
         }
@@ -306,26 +581,143 @@ mod tests {
         ("ns".into(), name.into())
     }
 
-    #[test]
-    fn a_key_secret_is_dropped_when_another_version_is_seen() {
+    fn key_secret(name: &str, version: &str) -> Secret {
+        let mut secret = secret(name, version, false);
+        secret.metadata.labels = Some([(LABEL_SIGNING_KEY.to_string(), "true".to_string())].into());
+        secret
+    }
+
+    /// A key-Secret watch of scope `ns` that has listed `listed`.
+    fn listed_keys(listed: &[Secret]) -> (SecretCaches, Relist) {
+        use kube::runtime::watcher::Event;
         let caches = SecretCaches::default();
-        let (cached, _, epoch) = caches.key(&key("keys"));
-        assert!(cached.is_none());
-        caches.fetched_key(&key("keys"), epoch, secret("keys", "1", false));
-        assert!(caches.key(&key("keys")).0.is_some());
-        caches.observe_version(&key("keys"), Some("1"));
-        assert!(caches.key(&key("keys")).0.is_some(), "same version: kept");
-        caches.observe_version(&key("keys"), Some("2"));
-        assert!(caches.key(&key("keys")).0.is_none(), "new version: dropped");
+        let mut relist = Relist::default();
+        let scope = Some("ns".to_string());
+        assert!(!caches.keys_synced("ns"));
+        caches.observe_key(&scope, Event::Init, &mut relist);
+        for secret in listed {
+            let changed = caches.observe_key(&scope, Event::InitApply(secret.clone()), &mut relist);
+            assert!(changed.is_empty(), "the first list re-signs nothing");
+        }
+        assert!(
+            caches
+                .observe_key(&scope, Event::InitDone, &mut relist)
+                .is_empty()
+        );
+        assert!(caches.keys_synced("ns"));
+        (caches, relist)
     }
 
     #[test]
-    fn a_fetch_raced_by_a_new_version_is_not_cached() {
+    fn a_key_secret_is_read_from_the_watch_and_a_new_version_re_signs_its_grants() {
+        use kube::runtime::watcher::Event;
+        let scope = Some("ns".to_string());
+        let (caches, mut relist) = listed_keys(&[key_secret("keys", "1")]);
+        assert_eq!(
+            caches
+                .signing_key(&key("keys"))
+                .unwrap()
+                .metadata
+                .resource_version,
+            Some("1".into())
+        );
+        let same = Event::Apply(key_secret("keys", "1"));
+        assert!(caches.observe_key(&scope, same, &mut relist).is_empty());
+        let newer = Event::Apply(key_secret("keys", "2"));
+        assert_eq!(
+            caches.observe_key(&scope, newer, &mut relist),
+            vec![key("keys")]
+        );
+        assert_eq!(
+            caches
+                .signing_key(&key("keys"))
+                .unwrap()
+                .metadata
+                .resource_version,
+            Some("2".into()),
+            "the grants it re-signs read the new version"
+        );
+    }
+
+    #[test]
+    fn a_key_secret_that_loses_its_label_or_a_relist_misses_re_signs_its_grants() {
+        use kube::runtime::watcher::Event;
+        let scope = Some("ns".to_string());
+        let (caches, mut relist) = listed_keys(&[key_secret("a", "1"), key_secret("b", "1")]);
+        let unlabelled = Event::Delete(key_secret("a", "2"));
+        assert_eq!(
+            caches.observe_key(&scope, unlabelled, &mut relist),
+            vec![key("a")]
+        );
+        assert!(caches.signing_key(&key("a")).is_none());
+
+        caches.observe_key(&scope, Event::Init, &mut relist);
+        let kept = Event::InitApply(key_secret("c", "1"));
+        assert_eq!(
+            caches.observe_key(&scope, kept, &mut relist),
+            vec![key("c")]
+        );
+        assert_eq!(
+            caches.observe_key(&scope, Event::InitDone, &mut relist),
+            vec![key("b")]
+        );
+        assert!(caches.signing_key(&key("b")).is_none());
+    }
+
+    #[test]
+    fn an_unlabelled_secret_is_remembered_by_its_metadata_until_another_version_is_seen() {
         let caches = SecretCaches::default();
-        let (_, _, epoch) = caches.key(&key("keys"));
-        caches.observe_version(&key("keys"), Some("2"));
-        caches.fetched_key(&key("keys"), epoch, secret("keys", "1", false));
-        assert!(caches.key(&key("keys")).0.is_none());
+        let mut password = secret("db", "1", false);
+        password.data = Some(
+            [(
+                "password".to_string(),
+                k8s_openapi::ByteString(b"hunter22".to_vec()),
+            )]
+            .into(),
+        );
+        let (cached, _, epoch) = caches.unlabelled(&key("db"));
+        assert!(cached.is_none());
+        caches.read_unlabelled(&key("db"), epoch, Some(&password));
+        let cached = caches.unlabelled(&key("db")).0.expect("cached");
+        assert!(
+            cached.data.is_none(),
+            "no data of a Secret that did not opt in"
+        );
+        assert_eq!(cached.metadata.resource_version, Some("1".into()));
+        assert!(
+            !caches.key_event_is_news(&password.metadata),
+            "a relist repeats it"
+        );
+
+        caches.observe_version(&key("db"), Some("1"));
+        assert!(
+            caches.unlabelled(&key("db")).0.is_some(),
+            "same version: kept"
+        );
+        caches.observe_version(&key("db"), Some("2"));
+        assert!(
+            caches.unlabelled(&key("db")).0.is_none(),
+            "new version: dropped"
+        );
+        assert!(caches.key_event_is_news(&secret("db", "2", false).metadata));
+    }
+
+    #[test]
+    fn a_read_raced_by_a_new_version_is_not_cached() {
+        let caches = SecretCaches::default();
+        let (_, _, epoch) = caches.unlabelled(&key("db"));
+        caches.observe_version(&key("db"), Some("2"));
+        caches.read_unlabelled(&key("db"), epoch, Some(&secret("db", "1", false)));
+        assert!(caches.unlabelled(&key("db")).0.is_none());
+    }
+
+    #[test]
+    fn metadata_events_of_labelled_keys_are_left_to_the_key_watch() {
+        let (caches, _) = listed_keys(&[key_secret("keys", "1")]);
+        assert!(!caches.key_event_is_news(&key_secret("keys", "2").metadata));
+        // Its label removed: the key watch's deletion re-signs, after the cache dropped it.
+        assert!(!caches.key_event_is_news(&secret("keys", "3", false).metadata));
+        assert!(caches.key_event_is_news(&secret("other", "1", false).metadata));
     }
 
     #[test]
@@ -338,6 +730,71 @@ mod tests {
             caches.owned(&key("app")).unwrap().metadata.resource_version,
             Some("7".into())
         );
+    }
+
+    #[test]
+    fn an_owned_secret_is_cached_slim_and_read_back_as_the_reconcile_needs_it() {
+        use crate::reconcile::secret::{self, SecretMacKey, SignedToken};
+        use crate::sas::{AccountKey, Resource, Service};
+        let key_bytes = AccountKey::from_bytes(vec![7; 64]);
+        let mac_key = SecretMacKey::derive(&key_bytes);
+        let now: jiff::Timestamp = "2027-01-15T00:00:00Z".parse().unwrap();
+        let token = "sv=2025-01-05&se=2027-01-15T08%3A00%3A00Z&sr=c&sp=r&sig=abc%2Bdef%3D";
+        let signed = SignedToken {
+            token: token.into(),
+            expires_at: "2027-01-15T08:00:00Z".parse().unwrap(),
+            rotated_at: now,
+            inputs_hash: "0123abcd".into(),
+            mac_key: mac_key.clone(),
+        };
+        let owner = OwnerReference {
+            api_version: "sas-operator.io/v1alpha1".into(),
+            kind: "SasGrant".into(),
+            name: "app".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..Default::default()
+        };
+        let endpoints = secret::token_endpoints(
+            &Resource::Container {
+                container: "data".into(),
+            },
+            vec![(Service::Blob, "https://acct.blob.core.windows.net".into())],
+        );
+        let mut written = secret::desired_secret("app", "ns", owner, "app", &signed, &endpoints);
+        written.metadata.resource_version = Some("9".into());
+        written.metadata.uid = Some("secret-uid".into());
+        let mut data = written.data.clone().unwrap();
+        data.insert(
+            "foreign".into(),
+            ByteString(b"kept by the server, not here".to_vec()),
+        );
+        written.data = Some(data);
+        let caches = SecretCaches::default();
+        caches.wrote(written.clone());
+
+        let cached = caches.owned(&key("app")).expect("cached");
+        assert_eq!(cached.metadata.resource_version, Some("9".into()));
+        assert!(secret::is_owned_by(&cached, "uid-1"));
+        assert_eq!(cached.metadata.annotations, written.metadata.annotations);
+        let mut expected = written.data.clone().unwrap();
+        expected.remove("foreign");
+        assert_eq!(
+            cached.data,
+            Some(expected),
+            "every entry we wrote, byte for byte"
+        );
+        let issued = secret::issued_token(&cached, &mac_key);
+        assert!(issued.complete && issued.intact, "{issued:?}");
+    }
+
+    #[test]
+    fn a_value_without_the_token_is_kept_as_it_is() {
+        let compact = Compact::new(b"no token here", b"sig=1");
+        assert_eq!(compact.expand(b"sig=1"), b"no token here");
+        let compact = Compact::new(b"a?sig=1;b", b"sig=1");
+        assert_eq!(&*compact.rest, b"a?;b");
+        assert_eq!(compact.expand(b"sig=1"), b"a?sig=1;b");
     }
 
     #[test]

@@ -115,26 +115,31 @@ fn key_of(namespace: &str, name: &str) -> Key {
 
 impl Cluster for KubeCluster {
     async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
-        // Cached only where the metadata watch covers the namespace (it invalidates the cache);
-        // elsewhere (a ClusterSasIssuer's key in an unwatched namespace) every read is a GET.
-        if !self.caches.owned_synced(namespace) {
+        // Cached only where a key watch covers the namespace; elsewhere (a ClusterSasIssuer's
+        // key in an unwatched namespace) every read is a GET, since nothing would invalidate it.
+        if !self.caches.keys_synced(namespace) {
             return Ok(self.secrets(namespace).get_opt(name).await?);
         }
         let key = key_of(namespace, name);
-        let (cached, fetch, _) = self.caches.key(&key);
+        if let Some(secret) = self.caches.signing_key(&key) {
+            return Ok(Some((*secret).clone()));
+        }
+        // Not opted in, or missing: which of the two is a GET, once per version of an
+        // unlabelled Secret however many grants ask at once.
+        let (cached, fetch, _) = self.caches.unlabelled(&key);
         if let Some(secret) = cached {
             return Ok(Some((*secret).clone()));
         }
-        // One GET per version, however many grants ask at once.
         let _fetching = fetch.lock().await;
-        let (cached, _, epoch) = self.caches.key(&key);
+        if let Some(secret) = self.caches.signing_key(&key) {
+            return Ok(Some((*secret).clone()));
+        }
+        let (cached, _, epoch) = self.caches.unlabelled(&key);
         if let Some(secret) = cached {
             return Ok(Some((*secret).clone()));
         }
         let found = self.secrets(namespace).get_opt(name).await?;
-        if let Some(secret) = &found {
-            self.caches.fetched_key(&key, epoch, secret.clone());
-        }
+        self.caches.read_unlabelled(&key, epoch, found.as_ref());
         Ok(found)
     }
 
@@ -143,7 +148,7 @@ impl Cluster for KubeCluster {
         if !self.caches.owned_synced(namespace) || self.caches.take_dirty(&key) {
             return self.read_target(&key).await;
         }
-        Ok(self.caches.owned(&key).map(|secret| (*secret).clone()))
+        Ok(self.caches.owned(&key))
     }
 
     async fn sas_issuer(&self, namespace: &str, name: &str) -> Result<Option<SasIssuer>, Error> {
