@@ -1,7 +1,7 @@
 //! Issue 9's behaviour, pinned (its timings are in `make bench-scale`, not here): the real
 //! operator under deploy/'s ServiceAccount and RBAC, the API server's audit log and /metrics.
-//! One reconcile per change, reads from caches (no GET of a target Secret, none at all on a
-//! restart), and a key Secret change re-signs exactly the grants that sign with it.
+//! One reconcile per change, reads from caches (no GET of a target Secret, no Secret GET at all
+//! on a restart), and a key Secret change re-signs exactly the grants that sign with it.
 
 mod common;
 #[path = "support/operator.rs"]
@@ -17,6 +17,8 @@ use operator::{
     get_secret, key_secret, namespace, wait_for, wait_ready,
 };
 use sas_operator::crd::SasGrant;
+use sas_operator::reconcile::secret::{self, SecretMacKey};
+use sas_operator::sas::AccountKey;
 use serde_json::json;
 
 /// Base64 of two different 64-byte account keys.
@@ -156,7 +158,7 @@ async fn a_new_grant_is_reconciled_once_and_its_secret_is_never_read() {
 }
 
 #[tokio::test]
-async fn a_restart_with_twenty_grants_reads_no_target_secret_and_writes_nothing() {
+async fn a_restart_with_twenty_grants_reads_no_secret_and_writes_nothing() {
     let (client, ns) = namespace("scale-restart").await;
     create_secret(&client, &ns, &key_secret("keys", &[("key1", KEY_A)])).await;
     let names: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
@@ -188,10 +190,11 @@ async fn a_restart_with_twenty_grants_reads_no_target_secret_and_writes_nothing(
         .filter(|(verb, resource, _)| verb == "get" && resource == "secrets")
         .map(|(_, _, name)| name.as_str())
         .collect();
-    // The key Secret is fetched once per version it has; no target Secret at all.
-    assert!(
-        secret_reads.len() <= 1 && secret_reads.iter().all(|name| *name == "keys"),
-        "Secret GETs after the restart: {secret_reads:?}"
+    // Neither the key Secret (from the watch of signing keys) nor any target Secret.
+    assert_eq!(
+        secret_reads,
+        Vec::<&str>::new(),
+        "Secret GETs after the restart"
     );
     assert_eq!(reconciles(&metrics).await, 20, "one reconcile per grant");
 }
@@ -240,6 +243,15 @@ async fn a_key_secret_change_re_signs_exactly_the_grants_that_use_it() {
         )
         .await;
     }
+    // Signed with the new key, not the old one: the Secret's MAC is keyed by the account key.
+    let new_key = SecretMacKey::derive(&AccountKey::from_base64(KEY_B).unwrap());
+    for name in ["a1", "a2"] {
+        let written = get_secret(&client, &ns, name).await.unwrap();
+        assert!(
+            secret::issued_token(&written, &new_key).intact,
+            "{name} is signed with the new key"
+        );
+    }
     tokio::time::sleep(SETTLE).await;
     assert_eq!(token("b1").await, b1, "b1 signs with another key Secret");
     assert_eq!(
@@ -254,5 +266,37 @@ async fn a_key_secret_change_re_signs_exactly_the_grants_that_use_it() {
         reconciles(&metrics).await - before,
         2,
         "one reconcile for each grant using the changed key Secret, none for the other"
+    );
+}
+
+#[tokio::test]
+async fn a_key_secret_that_loses_its_label_or_goes_away_stops_signing_and_says_why() {
+    let (client, ns) = namespace("scale-unlabel").await;
+    create_secret(&client, &ns, &key_secret("keys", &[("key1", KEY_A)])).await;
+    create_grant(&client, &ns, &grant("app", "keys")).await;
+    let (_operator, _) = operator("scale-unlabel", &ns).await;
+    wait_ready(&client, &ns, "app", "True", "TokenValid").await;
+    let signed = data(&get_secret(&client, &ns, "app").await.unwrap(), "sasToken");
+
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    secrets
+        .patch(
+            "keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"sas-operator.io/signing-key": null}}})),
+        )
+        .await
+        .expect("remove the signing-key label");
+    wait_ready(&client, &ns, "app", "False", "KeySecretNotLabelled").await;
+
+    secrets
+        .delete("keys", &Default::default())
+        .await
+        .expect("delete the key Secret");
+    wait_ready(&client, &ns, "app", "False", "KeySecretNotFound").await;
+    assert_eq!(
+        data(&get_secret(&client, &ns, "app").await.unwrap(), "sasToken"),
+        signed,
+        "the valid token is kept"
     );
 }
