@@ -77,33 +77,22 @@ async fn reconciles(metrics_url: &str) -> u64 {
     .await
 }
 
-/// The audit log's current length: requests after it are the ones a test causes.
 fn audit_mark() -> usize {
-    std::fs::read_to_string(common::control_plane().apiserver_audit_log_path())
-        .expect("audit log")
-        .len()
+    common::audit::mark()
 }
 
 /// `verb resource name` of every request the operator made in `ns` since `mark`.
 fn requests_since(mark: usize, ns: &str) -> Vec<(String, String, String)> {
-    let log = std::fs::read_to_string(common::control_plane().apiserver_audit_log_path())
-        .expect("audit log");
-    log[mark..]
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["stage"] == "ResponseComplete" || event["verb"] == "watch")
-        .filter(|event| event["user"]["username"] == user().as_str())
-        .filter(|event| event["objectRef"]["namespace"] == ns)
+    common::audit::events_since(mark)
+        .into_iter()
+        .filter(|event| event.is_answer())
+        .filter(|event| event.username() == user())
+        .filter(|event| event.namespace() == Some(ns))
         .map(|event| {
-            let object = &event["objectRef"];
-            let mut resource = object["resource"].as_str().unwrap_or_default().to_string();
-            if let Some(sub) = object["subresource"].as_str() {
-                resource = format!("{resource}/{sub}");
-            }
             (
-                event["verb"].as_str().unwrap_or_default().to_string(),
-                resource,
-                object["name"].as_str().unwrap_or_default().to_string(),
+                event.verb.clone(),
+                event.resource_path().unwrap_or_default(),
+                event.name().unwrap_or_default().to_string(),
             )
         })
         .collect()
