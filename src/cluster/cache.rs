@@ -118,6 +118,9 @@ const OWNED_DATA: [&str; 4] = [
 /// and connection string, which repeat it, keep where it was.
 struct OwnedSecret {
     resource_version: Option<Box<str>>,
+    /// A version that needs no reconcile: written by us, or listed when the operator started
+    /// (every grant is reconciled then anyway). Kept across the versions cached after it.
+    known_version: Option<Box<str>>,
     /// The uid of the controller ownerReference (the API server allows one).
     controller_uid: Option<Box<str>>,
     annotations: [Option<Box<str>>; 3],
@@ -173,6 +176,7 @@ impl OwnedSecret {
         let token = data(KEY_SAS_TOKEN).unwrap_or_default();
         OwnedSecret {
             resource_version: secret.metadata.resource_version.as_deref().map(Into::into),
+            known_version: None,
             controller_uid: secret
                 .metadata
                 .owner_references
@@ -248,12 +252,10 @@ pub struct Relist {
 
 #[derive(Default)]
 pub struct SecretCaches {
-    owned: Mutex<HashMap<Key, OwnedSecret>>,
+    /// Boxed: the table's slots stay small (it is sized for growth).
+    owned: Mutex<HashMap<Key, Box<OwnedSecret>>>,
     /// Scopes (a namespace, or `None` for all) whose owned-Secret watch has listed once.
     synced: Mutex<HashSet<Option<String>>>,
-    /// Versions of target Secrets that need no reconcile: written by us, or listed when the
-    /// operator started (every grant is reconciled then anyway).
-    known_versions: Mutex<HashMap<Key, String>>,
     dirty: Mutex<HashSet<Key>>,
     /// Key Secrets, from the watch of the signing-key label.
     keys: Mutex<HashMap<Key, Arc<Secret>>>,
@@ -293,22 +295,16 @@ impl SecretCaches {
         use kube::runtime::watcher::Event;
         match event {
             Event::Apply(secret) => {
-                self.put_owned(&secret);
+                self.put_owned(&secret, false);
             }
             Event::Delete(secret) => {
-                let key = key_of(&secret.metadata);
-                lock(&self.owned).remove(&key);
-                lock(&self.known_versions).remove(&key);
+                lock(&self.owned).remove(&key_of(&secret.metadata));
             }
             Event::Init => relist.seen = Some(HashSet::new()),
             Event::InitApply(secret) => {
                 let key = key_of(&secret.metadata);
-                if !lock(&self.synced).contains(scope)
-                    && let Some(version) = &secret.metadata.resource_version
-                {
-                    lock(&self.known_versions).insert(key.clone(), version.clone());
-                }
-                self.put_owned(&secret);
+                let listed_at_start = !lock(&self.synced).contains(scope);
+                self.put_owned(&secret, listed_at_start);
                 if let Some(seen) = &mut relist.seen {
                     seen.insert(key);
                 }
@@ -323,25 +319,32 @@ impl SecretCaches {
         }
     }
 
-    fn put_owned(&self, secret: &Secret) {
+    /// Caches an owned Secret; `known` makes its version one that needs no reconcile.
+    fn put_owned(&self, secret: &Secret, known: bool) {
         let key = key_of(&secret.metadata);
-        lock(&self.owned).insert(key, OwnedSecret::of(secret));
+        let mut slim = Box::new(OwnedSecret::of(secret));
+        let mut owned = lock(&self.owned);
+        slim.known_version = if known {
+            slim.resource_version.clone()
+        } else {
+            owned
+                .get_mut(&key)
+                .and_then(|previous| previous.known_version.take())
+        };
+        owned.insert(key, slim);
     }
 
     /// Records a Secret this replica just wrote (the API server's response).
     pub fn wrote(&self, secret: Secret) {
         let key = key_of(&secret.metadata);
-        if let Some(version) = &secret.metadata.resource_version {
-            lock(&self.known_versions).insert(key.clone(), version.clone());
-        }
         lock(&self.dirty).remove(&key);
-        self.put_owned(&secret);
+        self.put_owned(&secret, true);
     }
 
     /// Records what a GET of a target Secret found.
     pub fn read(&self, key: &Key, found: Option<&Secret>) {
         match found {
-            Some(secret) if is_labelled_ours(secret) => self.put_owned(secret),
+            Some(secret) if is_labelled_ours(secret) => self.put_owned(secret, false),
             Some(_) => {
                 // Not labelled: the owned watch would never update or remove it, so it is not
                 // cached, and the next read is a GET again.
@@ -356,7 +359,10 @@ impl SecretCaches {
 
     /// Whether the watch event of a target Secret at `version` is one that needs no reconcile.
     pub fn is_known_version(&self, key: &Key, version: Option<&str>) -> bool {
-        version.is_some() && lock(&self.known_versions).get(key).map(String::as_str) == version
+        version.is_some()
+            && lock(&self.owned)
+                .get(key)
+                .is_some_and(|owned| owned.known_version.as_deref() == version)
     }
 
     pub fn mark_dirty(&self, key: Key) {
@@ -550,8 +556,10 @@ impl SecretCaches {
             }
         }
         drop(unlabelled);
-        if version.is_none() {
-            lock(&self.known_versions).remove(key);
+        if version.is_none()
+            && let Some(owned) = lock(&self.owned).get_mut(key)
+        {
+            owned.known_version = None;
         }
     }
 }
@@ -795,6 +803,24 @@ mod tests {
         let compact = Compact::new(b"a?sig=1;b", b"sig=1");
         assert_eq!(&*compact.rest, b"a?;b");
         assert_eq!(compact.expand(b"sig=1"), b"a?sig=1;b");
+    }
+
+    #[test]
+    fn our_written_version_stays_known_when_the_watch_delivers_it_or_a_foreign_one() {
+        use kube::runtime::watcher::Event;
+        let caches = SecretCaches::default();
+        let mut relist = Relist::default();
+        let scope = Some("ns".to_string());
+        caches.wrote(secret("app", "7", true));
+        caches.observe_owned(&scope, Event::Apply(secret("app", "7", true)), &mut relist);
+        assert!(caches.is_known_version(&key("app"), Some("7")));
+        caches.observe_owned(&scope, Event::Apply(secret("app", "8", true)), &mut relist);
+        assert!(
+            !caches.is_known_version(&key("app"), Some("8")),
+            "someone else's"
+        );
+        caches.observe_version(&key("app"), None);
+        assert!(!caches.is_known_version(&key("app"), Some("7")), "deleted");
     }
 
     #[test]
