@@ -193,6 +193,17 @@ impl ApiHealth {
         self.state().failing_since.is_some()
     }
 
+    /// Returns once the API server is not known to be failing (at once if it is not).
+    pub async fn until_reachable(&self) {
+        // Subscribed before looking, so a return in between is not missed.
+        let mut reconnects = self.reconnects.subscribe();
+        while self.is_failing() {
+            if reconnects.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Whether a failing watch should be logged at WARN: the first time in an outage only.
     pub fn log_watch_failure(&self) -> bool {
         !std::mem::replace(&mut self.state().watch_failure_logged, true)
