@@ -339,7 +339,8 @@ fn scope_controller(
     let grant_events = reflector(
         writer,
         watcher(grants, watcher::Config::default().any_semantic())
-            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata)),
+            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata))
+            .backoff(WatchBackoff::default()),
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -364,6 +365,7 @@ fn scope_controller(
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let observed = caches.clone();
     let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
+        .backoff(WatchBackoff::default())
         .then(move |event| {
             let caches = observed.clone();
             async move {
@@ -387,7 +389,9 @@ fn scope_controller(
             namespace.clone(),
             store.clone(),
         ))
-        .trigger_backoff(WatchBackoff::default())
+        // Each watch waits out its own failures (above); a pause of all triggers would hold back
+        // the overdue grants too, for every 403 or 410 of a restarted API server.
+        .trigger_backoff(kube_client::NoPause)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             // The grant as its pending status write will leave it (see `with_pending_status`).
@@ -540,6 +544,7 @@ fn issuer_triggers(
         None => Api::<PartialObjectMeta<SasIssuer>>::all(client.clone()),
     };
     let namespaced = watcher(namespaced, config())
+        .backoff(WatchBackoff::default())
         .touched_objects()
         .map(|found| {
             found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
@@ -550,6 +555,7 @@ fn issuer_triggers(
             Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
             config(),
         )
+        .backoff(WatchBackoff::default())
         .touched_objects()
         .map(|found| found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any())));
         futures::stream::select(namespaced, cluster).boxed()

@@ -373,6 +373,11 @@ impl<T: Transport> Shared<T> {
             Ok(Err(Error::Kube(kube::Error::Api(status)))) if event && status.code == 409 => {
                 Sent::Done
             }
+            // 401/403 are retried: a restarted API server refuses for a moment before its
+            // authorizer has synced (a real lack of RBAC fails the reconcile's writes too).
+            Ok(Err(Error::Kube(kube::Error::Api(status)))) if matches!(status.code, 401 | 403) => {
+                Sent::Failed(Failure::Api(Error::Kube(kube::Error::Api(status))))
+            }
             Ok(Err(err)) if err.is_permanent_api_error() => Sent::Refused(err),
             Ok(Err(err)) => Sent::Failed(Failure::Api(err)),
             Err(_) => Sent::Failed(Failure::TimedOut),
@@ -740,12 +745,13 @@ mod tests {
             Answer::Code(500),
             Answer::Hang,
             Answer::Code(429),
+            Answer::Code(403),
         ]));
         let writer = writer(&recorder, None);
         writer.status(grant("a"), status(1)).unwrap();
         drained(&writer).await;
         let sent = recorder.statuses();
-        assert_eq!(sent.len(), 4, "three failures, then written: {sent:?}");
+        assert_eq!(sent.len(), 5, "four failures, then written: {sent:?}");
         assert!(sent.iter().all(|(_, s, _)| *s == status(1)));
     }
 
