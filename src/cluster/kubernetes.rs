@@ -17,7 +17,7 @@ use kube::{
 use serde_json::json;
 
 use super::cache::{Key, SecretCaches};
-use super::writer::{self, Status, StatusOf, Writer};
+use super::writer::{self, SecretWrites, Status, StatusOf, Writer};
 use super::{Cluster, GrantEvent, Severity};
 use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
@@ -34,6 +34,8 @@ pub struct KubeCluster {
     claim: LeadershipClaim,
     caches: Arc<SecretCaches>,
     writes: Writer<ApiWrites>,
+    /// When Secrets were last written: status and Events give way to them.
+    secret_writes: Arc<SecretWrites>,
 }
 
 impl KubeCluster {
@@ -57,6 +59,7 @@ impl KubeCluster {
             claim,
             caches: Arc::default(),
             writes,
+            secret_writes: Arc::default(),
         }
     }
 
@@ -81,7 +84,8 @@ impl KubeCluster {
                 request_deadline,
                 ..writer::Settings::default()
             },
-        );
+        )
+        .yielding_to(self.secret_writes.clone());
         self
     }
 
@@ -318,6 +322,7 @@ impl Cluster for KubeCluster {
             secret.metadata.name.as_deref().unwrap_or_default(),
         );
         let writing = self.caches.writing(&key);
+        self.secret_writes.started();
         let result = self.secrets(namespace).create(&params, secret).await;
         if let Ok(created) = &result {
             self.caches.wrote(created.clone());
@@ -344,6 +349,7 @@ impl Cluster for KubeCluster {
         let namespace = Self::namespace_of(secret)?;
         let key = key_of(namespace, name);
         let writing = self.caches.writing(&key);
+        self.secret_writes.started();
         let result = self
             .secrets(namespace)
             .patch(

@@ -21,12 +21,17 @@
 //! - Nothing is sent while the API server is known to be unreachable ([`ApiHealth`]): writes
 //!   wait for it to come back (and then start their backoff over) instead of failing in a loop.
 //! - One WARN line per failed request at most, with a static reason.
+//! - Rotations first: while Secrets are being written (a wave of renewals, the API server just
+//!   back), status and Events wait until the Secret writes pause for
+//!   [`Settings::yield_quiet`], at most [`Settings::yield_max`], so that they do not slow down
+//!   the writes that matter to applications.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -124,6 +129,46 @@ pub struct Settings {
     pub max_retry: Duration,
     /// One request gives up after this long (the request client has its own timeouts too).
     pub request_deadline: Duration,
+    /// A request waits until no Secret was written for this long...
+    pub yield_quiet: Duration,
+    /// ... but not longer than this.
+    pub yield_max: Duration,
+}
+
+/// When the reconciles last wrote a Secret (shared by [`super::KubeCluster`] and its writer).
+#[derive(Debug)]
+pub struct SecretWrites {
+    origin: Instant,
+    /// Nanoseconds after `origin` of the last Secret write, plus one (0: none yet).
+    last: AtomicU64,
+}
+
+impl Default for SecretWrites {
+    fn default() -> Self {
+        SecretWrites {
+            origin: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SecretWrites {
+    /// A Secret write starts now.
+    pub fn started(&self) {
+        let nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last.store(nanos + 1, Ordering::Release);
+    }
+
+    /// How long ago the last Secret write started (None: never).
+    fn since_last(&self) -> Option<Duration> {
+        match self.last.load(Ordering::Acquire) {
+            0 => None,
+            plus_one => {
+                let at = self.origin + Duration::from_nanos(plus_one - 1);
+                Some(Instant::now().saturating_duration_since(at))
+            }
+        }
+    }
 }
 
 impl Default for Settings {
@@ -135,6 +180,8 @@ impl Default for Settings {
             first_retry: Duration::from_millis(500),
             max_retry: Duration::from_secs(30),
             request_deadline: crate::kube_client::REQUEST_TIMEOUT,
+            yield_quiet: Duration::from_millis(250),
+            yield_max: Duration::from_secs(2),
         }
     }
 }
@@ -160,6 +207,8 @@ struct Shared<T: Transport> {
     health: Option<ApiHealth>,
     metrics: Option<Metrics>,
     settings: Settings,
+    /// Secret writes to give way to.
+    secret_writes: Option<Arc<SecretWrites>>,
     permits: Semaphore,
     state: Mutex<State>,
     /// Notified whenever a status slot or an Event is finished (for [`Writer::drain`]).
@@ -231,11 +280,21 @@ impl<T: Transport> Writer<T> {
                 health,
                 metrics,
                 settings,
+                secret_writes: None,
                 permits,
                 state: Mutex::default(),
                 progress: Notify::new(),
             }),
         }
+    }
+
+    /// Lets Secret writes go first (see the module documentation). Call before handing
+    /// anything over.
+    pub fn yielding_to(mut self, secret_writes: Arc<SecretWrites>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.secret_writes = Some(secret_writes);
+        }
+        self
     }
 
     /// Hands over the status `of` should show; it replaces any not yet sent. Fails only when
@@ -359,6 +418,22 @@ impl<T: Transport> Shared<T> {
         }
     }
 
+    /// Waits while Secrets are being written, at most [`Settings::yield_max`].
+    async fn yield_to_secret_writes(&self) {
+        let Some(secret_writes) = &self.secret_writes else {
+            return;
+        };
+        let deadline = Instant::now() + self.settings.yield_max;
+        while let Some(since) = secret_writes.since_last() {
+            let now = Instant::now();
+            if since >= self.settings.yield_quiet || now >= deadline {
+                return;
+            }
+            let wait = (self.settings.yield_quiet - since).min(deadline - now);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(16);
         (self.settings.first_retry * 2u32.pow(doublings)).min(self.settings.max_retry)
@@ -393,6 +468,7 @@ impl<T: Transport> Shared<T> {
             if self.until_reachable().await {
                 failures = 0;
             }
+            self.yield_to_secret_writes().await;
             let permit = self.permits.acquire().await.expect("never closed");
             if !self.claim.holds() {
                 // Not leading: nothing more is written (the new leader writes its own).
@@ -483,6 +559,7 @@ impl<T: Transport> Shared<T> {
             if self.until_reachable().await {
                 failures = 0;
             }
+            self.yield_to_secret_writes().await;
             let permit = self.permits.acquire().await.expect("never closed");
             if !self.claim.holds() {
                 break None;
@@ -898,6 +975,55 @@ mod tests {
         writer.event("Rotated".into()).unwrap();
         drained(&writer).await;
         assert_eq!(recorder.events.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn status_and_events_wait_while_secrets_are_written_but_not_for_ever() {
+        let recorder = Arc::new(Recorder::default());
+        let settings = Settings {
+            yield_quiet: Duration::from_millis(100),
+            yield_max: Duration::from_millis(600),
+            ..quick()
+        };
+        let secret_writes = Arc::new(SecretWrites::default());
+        let writer = writer_with(&recorder, LeadershipClaim::unconditional(), None, settings)
+            .yielding_to(secret_writes.clone());
+        // A wave of Secret writes, one every 20 ms for 300 ms.
+        let wave = {
+            let secret_writes = secret_writes.clone();
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    secret_writes.started();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        writer.status(grant("a"), status(1)).unwrap();
+        writer.event("Rotated".into()).unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(recorder.statuses().is_empty(), "sent during the wave");
+        assert!(recorder.events.lock().unwrap().is_empty());
+        wave.await.unwrap();
+        drained(&writer).await;
+        assert_eq!(recorder.statuses().len(), 1);
+
+        // Secret writes that never pause hold a status back at most `yield_max`.
+        let busy = tokio::spawn(async move {
+            loop {
+                secret_writes.started();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let handed = Instant::now();
+        writer.status(grant("b"), status(1)).unwrap();
+        drained(&writer).await;
+        busy.abort();
+        assert!(
+            handed.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            handed.elapsed()
+        );
     }
 
     #[tokio::test]
