@@ -475,15 +475,18 @@ impl<T: Transport> Shared<T> {
                 self.state().statuses.remove(&key);
                 break;
             }
-            let Some(status) = self
-                .state()
-                .statuses
-                .get_mut(&key)
-                .and_then(|slot| slot.next.take())
-            else {
-                self.state().statuses.remove(&key);
-                break;
+            let next = {
+                let mut state = self.state();
+                let next = state
+                    .statuses
+                    .get_mut(&key)
+                    .and_then(|slot| slot.next.take());
+                if next.is_none() {
+                    state.statuses.remove(&key);
+                }
+                next
             };
+            let Some(status) = next else { break };
             let sent = self
                 .send(self.transport.write_status(&of, &status), false)
                 .await;
