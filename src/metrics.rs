@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
@@ -135,10 +136,17 @@ impl Collector for GrantCollector {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedEventLabels {
+    reason: &'static str,
+}
+
 /// All metrics of one operator process. Cloning is cheap; clones share the same series.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// Events the background writer dropped, by why (`overflow`, `failed`, ...).
+    events_dropped: Family<DroppedEventLabels, Counter>,
     grants: Arc<GrantCollector>,
     reconcile_duration: Histogram,
     reconciles: Counter,
@@ -154,6 +162,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sas_operator");
+        let events_dropped = Family::<DroppedEventLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Events not published: the queue was full (overflow) or the API server kept failing",
+            events_dropped.clone(),
+        );
         let grants = Arc::new(GrantCollector::default());
         registry.register_collector(Box::new(grants.clone()));
         let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
@@ -178,6 +192,7 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(registry),
+            events_dropped,
             grants,
             reconcile_duration,
             reconciles,
@@ -217,6 +232,13 @@ impl Metrics {
                 None => series.rotations.push((result, 1)),
             }
         });
+    }
+
+    /// Counts one Event the background writer dropped; `reason` is static.
+    pub fn record_event_dropped(&self, reason: &'static str) {
+        self.events_dropped
+            .get_or_create(&DroppedEventLabels { reason })
+            .inc();
     }
 
     pub fn observe_reconcile(&self, seconds: f64) {
