@@ -15,47 +15,19 @@ use kube::{
 };
 use operator::*;
 use sas_operator::crd::{ClusterSasIssuer, SasGrant};
-use serde::Deserialize;
 use serde_json::json;
 
 const DEPLOY_USER: &str = "system:serviceaccount:sas-operator:sas-operator";
 
 // ----- the audit log -----
 
-#[derive(Deserialize)]
-struct AuditEvent {
-    user: AuditUser,
-    verb: String,
-    #[serde(rename = "objectRef")]
-    object_ref: Option<AuditObjectRef>,
-}
-
-#[derive(Deserialize)]
-struct AuditUser {
-    username: String,
-}
-
-#[derive(Deserialize)]
-struct AuditObjectRef {
-    resource: Option<String>,
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
-/// How many times the operator's ServiceAccount read Secret `ns/name` (get, list or watch).
+/// How many times the operator's ServiceAccount read Secret `ns/name` by GET.
 fn secret_reads_by_operator(ns: &str, name: &str) -> usize {
-    let path = common::control_plane().apiserver_audit_log_path();
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read the audit log {}: {e}", path.display()))
-        .lines()
-        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
-        .filter(|e| e.user.username == DEPLOY_USER && e.verb == "get")
+    common::audit::events()
+        .iter()
+        .filter(|e| e.username() == DEPLOY_USER && e.verb == "get")
         .filter(|e| {
-            e.object_ref.as_ref().is_some_and(|o| {
-                o.resource.as_deref() == Some("secrets")
-                    && o.namespace.as_deref() == Some(ns)
-                    && o.name.as_deref() == Some(name)
-            })
+            e.resource() == Some("secrets") && e.namespace() == Some(ns) && e.name() == Some(name)
         })
         .count()
 }

@@ -10,6 +10,7 @@ mod operator;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::audit::{self, AuditEvent};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::{
@@ -328,44 +329,10 @@ async fn wait_for_event(client: &Client, ns: &str, grant: &str, reason: &str, ti
     .await;
 }
 
-#[derive(Deserialize)]
-struct AuditEvent {
-    user: AuditUser,
-    verb: String,
-    #[serde(rename = "requestURI")]
-    request_uri: String,
-    #[serde(rename = "objectRef")]
-    object_ref: Option<AuditObjectRef>,
-    #[serde(rename = "responseStatus")]
-    response_status: Option<AuditResponseStatus>,
-}
-
-#[derive(Deserialize)]
-struct AuditUser {
-    username: String,
-}
-
-#[derive(Deserialize)]
-struct AuditObjectRef {
-    resource: Option<String>,
-    subresource: Option<String>,
-    #[serde(rename = "apiGroup", default)]
-    api_group: String,
-}
-
-#[derive(Deserialize)]
-struct AuditResponseStatus {
-    code: Option<u16>,
-}
-
 fn audit_events_of(user: &str) -> Vec<AuditEvent> {
-    let path = common::control_plane().apiserver_audit_log_path();
-    let log = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read the audit log {}: {e}", path.display()));
-    let events: Vec<AuditEvent> = log
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("an audit event per line"))
-        .filter(|event: &AuditEvent| event.user.username == user)
+    let events: Vec<AuditEvent> = audit::events()
+        .into_iter()
+        .filter(|event| event.username() == user)
         .collect();
     assert!(!events.is_empty(), "the audit log has no request by {user}");
     events
@@ -390,7 +357,7 @@ fn permissions_used_by(user: &str) -> BTreeSet<Permission> {
 fn forbidden_requests_of(user: &str) -> Vec<String> {
     audit_events_of(user)
         .into_iter()
-        .filter(|event| event.response_status.as_ref().and_then(|s| s.code) == Some(403))
+        .filter(|event| event.code() == Some(403))
         .map(|event| format!("{} {}", event.verb, event.request_uri))
         .collect()
 }

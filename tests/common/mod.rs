@@ -7,6 +7,7 @@
 //! the first test that needs it panic with a message saying to run `make tools`.
 #![allow(dead_code, unused_imports)]
 
+pub mod audit;
 pub mod azure;
 pub mod azurite;
 pub mod control_plane;

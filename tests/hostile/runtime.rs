@@ -20,9 +20,9 @@ use kube::{
 };
 use sas_operator::cluster::{Cluster, KubeCluster};
 use sas_operator::leader::LeadershipClaim;
-use serde::Deserialize;
 use serde_json::json;
 
+use crate::common::audit::{self, AuditEvent};
 use crate::{common, operator::*};
 
 /// Logged for every token written.
@@ -31,55 +31,12 @@ const DEPLOY_USER: &str = "system:serviceaccount:sas-operator:sas-operator";
 
 // ----- the audit log -----
 
-#[derive(Deserialize)]
-struct AuditEvent {
-    user: AuditUser,
-    verb: String,
-    #[serde(rename = "objectRef")]
-    object_ref: Option<AuditObjectRef>,
-    #[serde(rename = "requestReceivedTimestamp")]
-    received: jiff::Timestamp,
-    #[serde(rename = "responseStatus")]
-    response_status: Option<AuditResponseStatus>,
-}
-
-#[derive(Deserialize)]
-struct AuditUser {
-    username: String,
-}
-
-#[derive(Deserialize)]
-struct AuditObjectRef {
-    resource: Option<String>,
-    namespace: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AuditResponseStatus {
-    code: Option<u16>,
-}
-
-fn audit_events() -> Vec<AuditEvent> {
-    let path = common::control_plane().apiserver_audit_log_path();
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read the audit log {}: {e}", path.display()))
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
-
 /// Times at which `user` sent a write (of anything but the Lease) into namespace `ns`.
 fn writes_by(events: &[AuditEvent], user: &str, ns: &str) -> Vec<jiff::Timestamp> {
     let mut times: Vec<jiff::Timestamp> = events
         .iter()
-        .filter(|e| e.user.username == user && WRITE_VERBS.contains(&e.verb.as_str()))
-        .filter(|e| {
-            e.object_ref.as_ref().is_some_and(|o| {
-                o.namespace.as_deref() == Some(ns) && o.resource.as_deref() != Some("leases")
-            })
-        })
+        .filter(|e| e.username() == user && e.is_write())
+        .filter(|e| e.namespace() == Some(ns) && e.resource() != Some("leases"))
         .map(|e| e.received)
         .collect();
     times.sort();
@@ -254,7 +211,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
         "the new leader's first write",
         Duration::from_secs(30),
         || async {
-            writes_by(&audit_events(), &standby_identity, &ns)
+            writes_by(&audit::events(), &standby_identity, &ns)
                 .first()
                 .copied()
         },
@@ -269,7 +226,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_the_new_leader_has_
     for name in &names {
         wait_ready(&client, &ns, name, "True", "TokenValid").await;
     }
-    let late: Vec<jiff::Timestamp> = writes_by(&audit_events(), DEPLOY_USER, &ns)
+    let late: Vec<jiff::Timestamp> = writes_by(&audit::events(), DEPLOY_USER, &ns)
         .into_iter()
         .filter(|at| *at >= first_standby_write)
         .collect();
@@ -653,10 +610,10 @@ async fn the_namespaced_install_serves_its_namespace_and_cannot_read_secrets_els
     )
     .await;
     wait_ready(&client, &watched, "g", "True", "TokenValid").await;
-    let forbidden: Vec<String> = audit_events()
+    let forbidden: Vec<String> = audit::events()
         .into_iter()
-        .filter(|e| e.user.username == user)
-        .filter(|e| e.response_status.as_ref().and_then(|s| s.code) == Some(403))
+        .filter(|e| e.username() == user)
+        .filter(|e| e.code() == Some(403))
         .map(|e| e.verb)
         .collect();
     assert!(
