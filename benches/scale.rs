@@ -144,9 +144,12 @@ async fn main() {
     let mut apiserver_cpu_cold = Vec::new();
     let mut last = None;
     for (run, ns) in cold_namespaces.iter().enumerate() {
+        // The same observer as on the operator's run: a watch of the grants it patches.
+        let observer = ReadyCounter::start(&client, &baseline_ns).await;
         let cpu = cpu_seconds(apiserver);
         let started = Instant::now();
         bare_client_writes(&sa_client, &baseline_ns, n, concurrency, &format!("r{run}")).await;
+        drop(observer);
         baselines.push(started.elapsed());
         apiserver_cpu_baseline.push(cpu_seconds(apiserver) - cpu);
 
@@ -184,9 +187,11 @@ async fn main() {
     let cold_reconciles = reconciles(port).await;
     let rss_cold = rss_mib(operator.id());
     let cpu_cold = cpu_seconds(operator.id());
+    let observer = ReadyCounter::start(&client, &baseline_ns).await;
     let cpu = cpu_seconds(apiserver);
     let started = Instant::now();
     bare_client_writes(&sa_client, &baseline_ns, n, concurrency, "last").await;
+    drop(observer);
     baselines.push(started.elapsed());
     apiserver_cpu_baseline.push(cpu_seconds(apiserver) - cpu);
 
