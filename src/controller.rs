@@ -106,7 +106,13 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         controller: "sas-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let cluster = KubeCluster::new(client.clone(), reporter, claim);
+    // Status and Event writes go out in the background, paused while the API server is out of
+    // reach: a slow status write never holds a reconcile worker.
+    let cluster = KubeCluster::new(client.clone(), reporter, claim).with_background_writes(
+        health.clone(),
+        metrics.clone(),
+        reconcile_timeout,
+    );
     let identity =
         crate::issuer::identity::IdentityClient::new(&config.authority_host, &config.extra_ca_file)
             .map_err(Error::Config)?;
@@ -141,7 +147,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         })
         .unzip();
     let forget = tokio::spawn(forget_deleted_grants(stores, ctx.clone()));
-    drain_within(
+    let stop_began = drain_within(
         future::join_all(controllers),
         stopped(stopping.clone()),
         config.shutdown_timeout,
@@ -150,6 +156,20 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     forget.abort();
     tracing::info!("controller stopped");
 
+    let lost = leadership
+        .as_ref()
+        .is_some_and(|(lost, _)| lost.load(Ordering::SeqCst));
+    if !lost {
+        // Pending status and Event writes, in what is left of the shutdown timeout (the writer
+        // stops at once if the claim lapses meanwhile).
+        let left = config.shutdown_timeout.saturating_sub(stop_began.elapsed());
+        if !ctx.cluster.drain_writes(left).await {
+            tracing::warn!(
+                reason = "ShutdownTimeout",
+                "status or Event writes still pending at the shutdown timeout; dropped them"
+            );
+        }
+    }
     if let Some((lost, guard)) = leadership {
         if lost.load(Ordering::SeqCst) {
             let _ = finish(admin, &stop).await;
@@ -173,13 +193,16 @@ pub fn reconcile_deadline(configured: Duration, renew_deadline: Option<Duration>
 
 /// Runs the controllers until they finish; once `stopping` resolves, gives in-flight
 /// reconciles at most `grace` before dropping them, so SIGTERM always ends the process.
+/// Returns when stopping began (now, if the controllers ended by themselves).
 async fn drain_within(
     controllers: impl Future<Output = Vec<()>>,
     stopping: impl Future<Output = ()>,
     grace: Duration,
-) {
+) -> std::time::Instant {
+    let began = std::sync::OnceLock::new();
     let deadline = async {
         stopping.await;
+        began.get_or_init(std::time::Instant::now);
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
@@ -189,6 +212,7 @@ async fn drain_within(
             "in-flight reconciles did not finish within the shutdown timeout; abandoning them"
         ),
     }
+    *began.get_or_init(std::time::Instant::now)
 }
 
 /// Stops everything when leadership is lost; the returned flag tells a loss from a shutdown.
@@ -315,7 +339,8 @@ fn scope_controller(
     let grant_events = reflector(
         writer,
         watcher(grants, watcher::Config::default().any_semantic())
-            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata)),
+            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata))
+            .backoff(WatchBackoff::default()),
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -340,6 +365,7 @@ fn scope_controller(
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let observed = caches.clone();
     let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
+        .backoff(WatchBackoff::default())
         .then(move |event| {
             let caches = observed.clone();
             async move {
@@ -363,9 +389,16 @@ fn scope_controller(
             namespace.clone(),
             store.clone(),
         ))
-        .trigger_backoff(WatchBackoff::default())
+        // Each watch waits out its own failures (above); a pause of all triggers would hold back
+        // the overdue grants too, for every 403 or 410 of a restarted API server.
+        .trigger_backoff(kube_client::NoPause)
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            // The grant as its pending status write will leave it (see `with_pending_status`).
+            |grant, ctx| reconcile::reconcile(ctx.cluster.with_pending_status(grant), ctx),
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(move |result| {
             if let Err(err) = result {
                 log_controller_error(&err, &health);
@@ -511,6 +544,7 @@ fn issuer_triggers(
         None => Api::<PartialObjectMeta<SasIssuer>>::all(client.clone()),
     };
     let namespaced = watcher(namespaced, config())
+        .backoff(WatchBackoff::default())
         .touched_objects()
         .map(|found| {
             found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
@@ -521,6 +555,7 @@ fn issuer_triggers(
             Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
             config(),
         )
+        .backoff(WatchBackoff::default())
         .touched_objects()
         .map(|found| found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any())));
         futures::stream::select(namespaced, cluster).boxed()

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream};
+use futures::Stream;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
@@ -30,8 +30,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before a failed watch is started again...
 const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
-/// ... and the longest: a watch is back within half a second of the API server. (Kube pauses
-/// every trigger of a controller while it waits, the reconciles of overdue grants too.)
+/// ... and the longest: a watch is back within half a second of the API server. (Each watch
+/// waits on its own; the controller's triggers as a whole never pause, see [`NoPause`].)
 const WATCH_RETRY_MAX: Duration = Duration::from_millis(500);
 /// How often the API server is probed while it answers...
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -119,6 +119,25 @@ impl Backoff for WatchBackoff {
     }
 }
 
+/// The controller's retry policy for its triggers as a whole: none. Each watch has its own
+/// [`WatchBackoff`]; kube pauses every trigger of a controller (the reconciles of overdue grants
+/// too) for as long as this says after any watch error, and a restarted API server answers a
+/// few 403s (its RBAC cache) and 410s in its first seconds.
+#[derive(Debug, Clone, Default)]
+pub struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl Backoff for NoPause {
+    fn reset(&mut self) {}
+}
+
 /// Whether the API server answers, as the probe and the watches see it; shared by the admin
 /// server (`/readyz`), the controllers (reconciles of overdue grants when it is back) and the
 /// log (one WARN per failing watch and outage, not one per retry).
@@ -193,6 +212,17 @@ impl ApiHealth {
         self.state().failing_since.is_some()
     }
 
+    /// Returns once the API server is not known to be failing (at once if it is not).
+    pub async fn until_reachable(&self) {
+        // Subscribed before looking, so a return in between is not missed.
+        let mut reconnects = self.reconnects.subscribe();
+        while self.is_failing() {
+            if reconnects.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Whether a failing watch should be logged at WARN: the first time in an outage only.
     pub fn log_watch_failure(&self) -> bool {
         !std::mem::replace(&mut self.state().watch_failure_logged, true)
@@ -250,7 +280,9 @@ pub async fn probe(
 
 /// Whether the API server answers `/readyz` or a quorum read of Secrets (what the operator
 /// writes; kube-apiserver reconnects to etcd per resource, so grants can be served before
-/// Secrets are), whichever first.
+/// Secrets are), whichever first; but not while it refuses the operator's read (401/403): a
+/// restarted API server is ready a second or so before its authorizer lets the operator's
+/// ServiceAccount in, and a reconcile refused then would back off as if for want of RBAC.
 async fn serves(client: &Client, namespace: Option<String>) -> bool {
     let ready = async {
         client
@@ -269,11 +301,16 @@ async fn serves(client: &Client, namespace: Option<String>) -> bool {
             .list_metadata(&ListParams::default().limit(1))
             .await
             .map(drop)
-            .map_err(drop)
     };
-    futures::future::select_ok([ready.boxed(), quorum_read.boxed()])
-        .await
-        .is_ok()
+    let refused = |err: &kube::Error| matches!(err, kube::Error::Api(status) if matches!(status.code, 401 | 403));
+    match futures::future::select(Box::pin(ready), Box::pin(quorum_read)).await {
+        futures::future::Either::Right((Ok(()), _)) => true,
+        futures::future::Either::Right((Err(err), ready)) => !refused(&err) && ready.await.is_ok(),
+        futures::future::Either::Left((Ok(()), quorum_read)) => quorum_read
+            .await
+            .map_or_else(|err| !refused(&err), |()| true),
+        futures::future::Either::Left((Err(()), quorum_read)) => quorum_read.await.is_ok(),
+    }
 }
 
 fn http_get(path: &str) -> axum::http::Request<Vec<u8>> {

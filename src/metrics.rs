@@ -45,6 +45,11 @@ impl GrantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedEventLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RotationLabels {
     namespace: String,
     name: String,
@@ -55,6 +60,8 @@ struct RotationLabels {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// Events the background writer dropped, by why (`overflow`, `failed`, ...).
+    events_dropped: Family<DroppedEventLabels, Counter>,
     expiration: Family<GrantLabels, Gauge>,
     renewal: Family<GrantLabels, Gauge>,
     ready: Family<GrantLabels, Gauge>,
@@ -78,6 +85,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sas_operator");
+        let events_dropped = Family::<DroppedEventLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Events not published: the queue was full (overflow) or the API server kept failing",
+            events_dropped.clone(),
+        );
         let expiration = Family::<GrantLabels, Gauge>::default();
         registry.register_with_unit(
             "grant_expiration_timestamp",
@@ -126,6 +139,7 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(registry),
+            events_dropped,
             expiration,
             renewal,
             ready,
@@ -178,6 +192,13 @@ impl Metrics {
                 name: grant.name,
                 result,
             })
+            .inc();
+    }
+
+    /// Counts an Event the background writer dropped; `reason` is a static word.
+    pub fn record_event_dropped(&self, reason: &'static str) {
+        self.events_dropped
+            .get_or_create(&DroppedEventLabels { reason })
             .inc();
     }
 

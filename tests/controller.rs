@@ -314,15 +314,18 @@ async fn token_is_rotated_before_it_expires_and_the_new_one_works() {
         )
         .await;
     assert_eq!(status, 200);
-    let grant = Api::<SasGrant>::namespaced(client.clone(), &ns)
-        .get("short")
-        .await
-        .unwrap();
-    let status = grant.status.unwrap();
-    assert_eq!(
-        status.expires_at.as_deref(),
-        Some(data(&rotated, "expiresAt").as_str())
-    );
+    // Status is written after the Secret, in the background: wait for it to show this token.
+    let expires_at = data(&rotated, "expiresAt");
+    let grants = Api::<SasGrant>::namespaced(client.clone(), &ns);
+    let status = wait_for(
+        "the status of the rotated token",
+        Duration::from_secs(10),
+        || async {
+            let status = grants.get("short").await.ok()?.status?;
+            (status.expires_at.as_deref() == Some(expires_at.as_str())).then_some(status)
+        },
+    )
+    .await;
     assert_eq!(
         status.token_hash,
         Some(sas_operator::reconcile::secret::token_hash(&token))

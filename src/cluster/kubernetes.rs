@@ -1,5 +1,7 @@
 //! The Kubernetes implementation of the seam: the only place the operator writes from, and
 //! where reads are served from the caches the controller's watches feed ([`super::cache`]).
+//! Status and Event writes go through [`super::writer`] (in the background); the requests it
+//! sends are made here too ([`ApiWrites`]).
 
 use std::sync::Arc;
 
@@ -15,30 +17,118 @@ use kube::{
 use serde_json::json;
 
 use super::cache::{Key, SecretCaches};
+use super::writer::{self, SecretWrites, Status, StatusOf, Writer};
 use super::{Cluster, GrantEvent, Severity};
 use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
 use crate::error::Error;
+use crate::kube_client::ApiHealth;
 use crate::leader::LeadershipClaim;
+use crate::metrics::Metrics;
 use crate::reconcile::FIELD_MANAGER;
 
 /// Reads through caches, writes through the API server. Every write first checks the
-/// leadership claim.
+/// leadership claim (status and Event writes again right before their request).
 pub struct KubeCluster {
     client: Client,
     reporter: Reporter,
     claim: LeadershipClaim,
     caches: Arc<SecretCaches>,
+    writes: Writer<ApiWrites>,
+    /// When Secrets were last written: status and Events give way to them.
+    secret_writes: Arc<SecretWrites>,
 }
 
 impl KubeCluster {
     /// Until the controller's watches feed [`KubeCluster::caches`], target Secrets are read by
-    /// GET (a cache that has not listed yet knows nothing).
+    /// GET (a cache that has not listed yet knows nothing). Status and Event writes go out in
+    /// the background as if the API server were always reachable, until
+    /// [`KubeCluster::with_background_writes`] says otherwise.
     pub fn new(client: Client, reporter: Reporter, claim: LeadershipClaim) -> Self {
+        let writes = Writer::new(
+            ApiWrites {
+                client: client.clone(),
+            },
+            claim.clone(),
+            None,
+            None,
+            writer::Settings::default(),
+        );
         KubeCluster {
             client,
             reporter,
             claim,
             caches: Arc::default(),
+            writes,
+            secret_writes: Arc::default(),
+        }
+    }
+
+    /// The background writer of status and Events: it waits while `health` knows the API
+    /// server unreachable, counts dropped Events in `metrics`, and bounds each request by
+    /// `request_deadline` (the controller passes the reconcile deadline: a write begun under
+    /// the claim ends as soon as a reconcile's would).
+    pub fn with_background_writes(
+        mut self,
+        health: ApiHealth,
+        metrics: Metrics,
+        request_deadline: std::time::Duration,
+    ) -> Self {
+        self.writes = Writer::new(
+            ApiWrites {
+                client: self.client.clone(),
+            },
+            self.claim.clone(),
+            Some(health),
+            Some(metrics),
+            writer::Settings {
+                request_deadline,
+                ..writer::Settings::default()
+            },
+        )
+        .yielding_to(self.secret_writes.clone());
+        self
+    }
+
+    /// Waits, at most `within`, for the status and Event writes handed over to finish (only
+    /// while this replica may write). Returns whether all did.
+    pub async fn drain_writes(&self, within: std::time::Duration) -> bool {
+        self.writes.drain(within).await
+    }
+
+    /// `grant` as it will be once the status handed to the writer is written: a reconcile that
+    /// runs before that write lands sees the status it already decided on, so it neither
+    /// repeats a Warning Event nor skips a status change because the grant cache still shows
+    /// an older status.
+    pub fn with_pending_status(&self, grant: Arc<SasGrant>) -> Arc<SasGrant> {
+        let of = StatusOf::Grant {
+            namespace: grant.metadata.namespace.clone().unwrap_or_default(),
+            name: grant.metadata.name.clone().unwrap_or_default(),
+        };
+        match self.writes.latest_status(&of) {
+            Some(Status::Grant(pending)) if grant.status.as_ref() != Some(&pending) => {
+                let mut shown = (*grant).clone();
+                shown.status = Some(pending);
+                Arc::new(shown)
+            }
+            _ => grant,
+        }
+    }
+
+    /// An issuer's status as it will be once the status handed to the writer is written.
+    fn pending_issuer_status(
+        &self,
+        kind: IssuerKind,
+        namespace: Option<&str>,
+        name: &str,
+        current: &mut Option<IssuerStatus>,
+    ) {
+        let of = StatusOf::Issuer {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        };
+        if let Some(Status::Issuer(pending)) = self.writes.latest_status(&of) {
+            *current = Some(pending);
         }
     }
 
@@ -147,15 +237,25 @@ impl Cluster for KubeCluster {
     }
 
     async fn sas_issuer(&self, namespace: &str, name: &str) -> Result<Option<SasIssuer>, Error> {
-        Ok(Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
+        let mut found = Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
-            .await?)
+            .await?;
+        if let Some(issuer) = &mut found {
+            let kind = IssuerKind::SasIssuer;
+            self.pending_issuer_status(kind, Some(namespace), name, &mut issuer.status);
+        }
+        Ok(found)
     }
 
     async fn cluster_sas_issuer(&self, name: &str) -> Result<Option<ClusterSasIssuer>, Error> {
-        Ok(Api::<ClusterSasIssuer>::all(self.client.clone())
+        let mut found = Api::<ClusterSasIssuer>::all(self.client.clone())
             .get_opt(name)
-            .await?)
+            .await?;
+        if let Some(issuer) = &mut found {
+            let kind = IssuerKind::ClusterSasIssuer;
+            self.pending_issuer_status(kind, None, name, &mut issuer.status);
+        }
+        Ok(found)
     }
 
     async fn namespace_labels(
@@ -222,6 +322,7 @@ impl Cluster for KubeCluster {
             secret.metadata.name.as_deref().unwrap_or_default(),
         );
         let writing = self.caches.writing(&key);
+        self.secret_writes.started();
         let result = self.secrets(namespace).create(&params, secret).await;
         if let Ok(created) = &result {
             self.caches.wrote(created.clone());
@@ -248,6 +349,7 @@ impl Cluster for KubeCluster {
         let namespace = Self::namespace_of(secret)?;
         let key = key_of(namespace, name);
         let writing = self.caches.writing(&key);
+        self.secret_writes.started();
         let result = self
             .secrets(namespace)
             .patch(
@@ -268,22 +370,11 @@ impl Cluster for KubeCluster {
     }
 
     async fn apply_status(&self, grant: &SasGrant, status: &SasGrantStatus) -> Result<(), Error> {
-        self.may_write()?;
-        let namespace = grant.metadata.namespace.as_deref().unwrap_or_default();
-        let name = grant.metadata.name.as_deref().unwrap_or_default();
-        let patch = json!({
-            "apiVersion": SasGrant::api_version(&()),
-            "kind": SasGrant::kind(&()),
-            "status": status,
-        });
-        Api::<SasGrant>::namespaced(self.client.clone(), namespace)
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        Ok(())
+        let of = StatusOf::Grant {
+            namespace: grant.metadata.namespace.clone().unwrap_or_default(),
+            name: grant.metadata.name.clone().unwrap_or_default(),
+        };
+        self.writes.status(of, Status::Grant(status.clone()))
     }
 
     async fn apply_issuer_status(
@@ -293,35 +384,22 @@ impl Cluster for KubeCluster {
         name: &str,
         status: &IssuerStatus,
     ) -> Result<(), Error> {
-        self.may_write()?;
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let patch = |api_version: String| json!({"apiVersion": api_version, "kind": kind.as_str(), "status": status});
-        match (kind, namespace) {
-            (IssuerKind::SasIssuer, Some(namespace)) => {
-                Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
-                    .patch_status(
-                        name,
-                        &params,
-                        &Patch::Apply(&patch(SasIssuer::api_version(&()).into())),
-                    )
-                    .await?;
-            }
-            _ => {
-                Api::<ClusterSasIssuer>::all(self.client.clone())
-                    .patch_status(
-                        name,
-                        &params,
-                        &Patch::Apply(&patch(ClusterSasIssuer::api_version(&()).into())),
-                    )
-                    .await?;
-            }
-        }
-        Ok(())
+        let of = StatusOf::Issuer {
+            kind,
+            // A ClusterSasIssuer has none, whatever the caller passed.
+            namespace: match kind {
+                IssuerKind::SasIssuer => namespace.map(str::to_string),
+                IssuerKind::ClusterSasIssuer => None,
+            },
+            name: name.to_string(),
+        };
+        self.writes.status(of, Status::Issuer(status.clone()))
     }
 
     /// One POST per Event, nothing kept: kube's `Recorder` keeps every Event for minutes (to
     /// count repeats) and scans them all on each publish, which at 10,000 grants is most of the
-    /// operator's memory and CPU. Repeats are rare here (notes carry expiry times).
+    /// operator's memory and CPU. Repeats are rare here (notes carry expiry times). The Event
+    /// is built now (its time is when it happened) and sent in the background.
     async fn publish(&self, grant: &SasGrant, event: GrantEvent) -> Result<(), Error> {
         self.may_write()?;
         let regarding = grant.object_ref(&());
@@ -358,9 +436,155 @@ impl Cluster for KubeCluster {
             ),
             ..Default::default()
         };
-        Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
+        self.writes.event(event)
+    }
+}
+
+/// The status and Event requests of the background writer: forced server-side apply on the
+/// status subresource, and a POST per Event.
+pub struct ApiWrites {
+    client: Client,
+}
+
+impl writer::Transport for ApiWrites {
+    type Event = K8sEvent;
+
+    async fn write_status(&self, of: &StatusOf, status: &Status) -> Result<(), Error> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match (of, status) {
+            (StatusOf::Grant { namespace, name }, Status::Grant(status)) => {
+                let patch = json!({
+                    "apiVersion": SasGrant::api_version(&()),
+                    "kind": SasGrant::kind(&()),
+                    "status": status,
+                });
+                Api::<SasGrant>::namespaced(self.client.clone(), namespace)
+                    .patch_status(name, &params, &Patch::Apply(&patch))
+                    .await?;
+            }
+            (
+                StatusOf::Issuer {
+                    kind,
+                    namespace,
+                    name,
+                },
+                Status::Issuer(status),
+            ) => {
+                let patch = |api_version: String| json!({"apiVersion": api_version, "kind": kind.as_str(), "status": status});
+                match (kind, namespace) {
+                    (IssuerKind::SasIssuer, Some(namespace)) => {
+                        Api::<SasIssuer>::namespaced(self.client.clone(), namespace)
+                            .patch_status(
+                                name,
+                                &params,
+                                &Patch::Apply(&patch(SasIssuer::api_version(&()).into())),
+                            )
+                            .await?;
+                    }
+                    _ => {
+                        Api::<ClusterSasIssuer>::all(self.client.clone())
+                            .patch_status(
+                                name,
+                                &params,
+                                &Patch::Apply(&patch(ClusterSasIssuer::api_version(&()).into())),
+                            )
+                            .await?;
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::InvalidGrant(
+                    "a status of one kind was handed over for an object of another".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_event(&self, event: &K8sEvent) -> Result<(), Error> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or_default();
+        Api::<K8sEvent>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), event)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{Context, reconcile};
+
+    /// A KubeCluster whose API server is known to be unreachable: writes stay pending.
+    fn cluster_with_api_down() -> KubeCluster {
+        let config = kube::Config::new("https://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let health = ApiHealth::new(crate::admin::Readiness::default());
+        health.unreachable();
+        let reporter = Reporter {
+            controller: "sas-operator-tests".into(),
+            instance: None,
+        };
+        KubeCluster::new(client, reporter, LeadershipClaim::unconditional()).with_background_writes(
+            health,
+            Metrics::new(),
+            std::time::Duration::from_secs(1),
+        )
+    }
+
+    /// A grant refused before any read (renewBefore not below validity).
+    fn refused_grant() -> SasGrant {
+        let spec = json!({
+            "storageAccount": {"name": "acct", "keySecretRef": {"name": "keys"}},
+            "resource": {"container": {"name": "data"}},
+            "permissions": "r",
+            "validity": "2h",
+            "renewBefore": "2h",
+        });
+        let mut grant = SasGrant::new("app", serde_json::from_value(spec).unwrap());
+        grant.metadata.namespace = Some("apps".into());
+        grant.metadata.uid = Some("uid-1".into());
+        grant.metadata.generation = Some(1);
+        grant
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_before_the_status_write_lands_repeats_no_warning_and_writes_nothing_more()
+    {
+        let ctx = Arc::new(Context::new(
+            cluster_with_api_down(),
+            std::time::Duration::ZERO,
+            Metrics::new(),
+            std::time::Duration::from_secs(5),
+        ));
+        // What the grant cache holds: no status, as long as the status write is pending.
+        let cached = Arc::new(refused_grant());
+        let run = |ctx: &Arc<Context<KubeCluster>>| {
+            let grant = ctx.cluster.with_pending_status(cached.clone());
+            reconcile(grant, ctx.clone())
+        };
+        assert!(run(&ctx).await.is_err());
+        assert_eq!(
+            ctx.cluster.writes.pending(),
+            (1, 1),
+            "a status and a Warning"
+        );
+        let shown = ctx.cluster.with_pending_status(cached.clone());
+        assert_eq!(
+            crate::reconcile::status::ready_condition(shown.status.as_ref())
+                .map(|c| c.reason.as_str()),
+            Some("RenewalMarginTooShort")
+        );
+
+        assert!(run(&ctx).await.is_err());
+        assert_eq!(
+            ctx.cluster.writes.pending(),
+            (1, 1),
+            "the second reconcile saw the pending status: no second Warning"
+        );
+
+        // The lagging cache alone would have repeated the Warning.
+        assert!(reconcile(cached.clone(), ctx.clone()).await.is_err());
+        assert_eq!(ctx.cluster.writes.pending(), (1, 2));
     }
 }

@@ -5,11 +5,16 @@
 //!
 //! Reads are served from caches the controller's watches feed (`cache`), inside
 //! [`KubeCluster`]; the reconcile does not know.
+//!
+//! Status and Event writes return once handed to a background writer (`writer`): a status
+//! write the API server is slow to take (after etcd returns, say) never holds a reconcile
+//! worker. Secret writes stay inline: a reconcile's outcome is the Secret.
 
 pub mod cache;
 #[cfg(test)]
 pub mod fake;
 mod kubernetes;
+pub mod writer;
 
 use std::future::Future;
 
@@ -62,7 +67,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// taken over.
     fn apply_secret(&self, secret: &Secret) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Writes a grant's status (server-side apply on the status subresource).
+    /// Writes a grant's status (server-side apply on the status subresource). May return
+    /// before the write lands; a later status supersedes one not yet written.
     fn apply_status(
         &self,
         grant: &SasGrant,
@@ -100,7 +106,7 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, Error>> + Send;
 
     /// Writes an issuer's status (server-side apply on the status subresource); `namespace` is
-    /// `None` for a `ClusterSasIssuer`.
+    /// `None` for a `ClusterSasIssuer`. May return before the write lands.
     fn apply_issuer_status(
         &self,
         kind: IssuerKind,
@@ -109,7 +115,8 @@ pub trait Cluster: Send + Sync + 'static {
         status: &IssuerStatus,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Publishes an Event about a grant.
+    /// Publishes an Event about a grant. May return before it is published; an Event that
+    /// cannot be published is dropped, never fatal.
     fn publish(
         &self,
         grant: &SasGrant,

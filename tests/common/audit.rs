@@ -31,6 +31,8 @@ pub struct AuditEvent {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditUser {
+    /// Empty for a request that failed authentication.
+    #[serde(default)]
     pub username: String,
 }
 
@@ -124,18 +126,27 @@ pub fn events() -> Vec<AuditEvent> {
 }
 
 /// The events logged after `mark` (see [`mark`]), in order. Only whole lines are read (the API
-/// server may be writing the last one); a whole line that does not parse fails the test, so a
-/// test can never be blind to events it failed to read.
+/// server may be writing the last one). A whole line that does not parse is read again a few
+/// times (concurrent appends can land before an earlier one is fully written) and then fails
+/// the test, so a test can never be blind to events it failed to read.
 pub fn events_since(mark: usize) -> Vec<AuditEvent> {
-    let text = read();
-    complete_lines(&text)
-        .get(mark..)
-        .unwrap_or_default()
+    let mut attempts = 0;
+    loop {
+        match parse(complete_lines(&read()).get(mark..).unwrap_or_default()) {
+            Ok(events) => return events,
+            Err(_) if attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(bad) => panic!("an audit event per line: {bad}"),
+        }
+    }
+}
+
+fn parse(lines: &str) -> Result<Vec<AuditEvent>, String> {
+    lines
         .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("an audit event per line ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).map_err(|e| format!("{e}: {line}")))
         .collect()
 }
 
