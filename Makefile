@@ -53,10 +53,12 @@ image:
 bench:
 	$(CARGO) bench --bench signer
 
-## The scale benchmark (README "Scale"): N grants (SCALE_N, default 1000; for 10000 see benches/scale.rs)
-## on `make testenv`'s control plane, the operator release build under deploy/'s RBAC.
-## SAS_OPERATOR_BIN measures another build of the operator (e.g. an older commit's).
-bench-scale: testenv
+## The scale benchmark (README "Scale"): N grants (SCALE_N, default 1000; SCALE_RUNS cold starts
+## interleaved with bare-client baselines; for 10000 and the other knobs see benches/scale.rs) on
+## the test control plane (started if needed; it needs no Azurite or node), the operator release
+## build under deploy/'s RBAC. SAS_OPERATOR_BIN measures another build (e.g. an older commit's).
+bench-scale: tools
+	hack/testenv.sh up control-plane
 	source target/testenv/env.sh && $(CARGO) bench --bench scale
 
 ## The local demo: control plane, Azurite, the operator, examples/, and a blob round trip.

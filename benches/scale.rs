@@ -1,23 +1,34 @@
 //! The scale benchmark (`make bench-scale`): the real operator binary, under deploy/'s
-//! ServiceAccount, against `make testenv`'s control plane. Prints, for N grants:
-//! time from start to all Ready and a bare client doing the same writes (create Secret, patch
-//! status, one Event) at the same concurrency, in the same run; API requests per grant by verb
-//! and resource (the API server's audit log); reconciles per grant (/metrics); a restart (GETs,
-//! writes, time until every grant is checked); RSS and CPU of the operator (/proc); CPU for N
-//! unrelated Secret events; one rotation of every grant (validity 2m, renewBefore 1m):
-//! lateness p99, reconciles and writes per rotation.
+//! ServiceAccount, against `make testenv`'s control plane. Prints, for N grants, a Markdown
+//! table to paste:
+//! - cold start: time from the process start to all N grants Ready, and a bare client doing
+//!   the same writes (create Secret, patch status, one Event) at the same concurrency. The two
+//!   alternate (baseline, operator, baseline, operator, ..., baseline; each operator run on its
+//!   own namespace of N fresh grants), and each operator run is divided by the mean of the
+//!   baselines just before and after it: the ratio of every run, their median and spread;
+//! - API requests per grant by verb and resource (the API server's audit log), reconciles per
+//!   grant (/metrics), RSS and CPU of the operator (/proc), CPU of the API server during the cold
+//!   start and during the bare client's run; CPU for N unrelated Secret events;
+//! - a restart: Secret GETs, writes, time until every grant is checked again;
+//! - rotation: every grant's Secret watched; each new token's lateness is the time it was seen
+//!   minus when the previous token was due (validity, renewBefore and the grant's jitter, as
+//!   the operator computes it): p50 / p99 / max, reconciles and writes per rotation, and
+//!   whether any Secret held an expired token.
 //!
 //! Environment: `source target/testenv/env.sh` (KUBECONFIG, TESTENV_AUDIT_LOG), and
-//! `SCALE_N` (default 1000), `SCALE_CONCURRENCY` (4), `SAS_OPERATOR_BIN` (the binary to
-//! measure; default target/release/sas-operator), `SCALE_ROTATION=0` to skip the rotation,
-//! `SCALE_VALIDITY` / `SCALE_RENEW_BEFORE` (default 2m / 1m). At 10,000 grants use long ones
-//! (e.g. 8h / 2h) with `SCALE_ROTATION=0`: at concurrency 4 the first grants fall due before the
-//! last are signed.
+//! `SCALE_N` (default 1000), `SCALE_CONCURRENCY` (4), `SCALE_RUNS` (3 operator cold starts,
+//! interleaved with 4 baselines), `SAS_OPERATOR_BIN` (the binary to measure; default
+//! target/release/sas-operator), `SCALE_VALIDITY` / `SCALE_RENEW_BEFORE` (2m / 1m),
+//! `SCALE_ROTATIONS` (rotations of every grant to measure, default 3; 0 skips),
+//! `SCALE_ROTATION_CONCURRENCY` (the restarted operator's, default SCALE_CONCURRENCY). At 10,000
+//! grants use `SCALE_RUNS=1` and long tokens (e.g. 8h / 2h) with `SCALE_ROTATIONS=0`: at
+//! concurrency 4 the first grants fall due before the last are signed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
@@ -28,6 +39,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use sas_operator::crd::SasGrant;
+use sas_operator::reconcile::schedule::Renewal;
 use serde_json::json;
 
 const SA_USER: &str = "system:serviceaccount:sas-operator:sas-operator";
@@ -38,6 +50,12 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+fn env_number(name: &str, default: usize) -> usize {
+    env_or(name, &default.to_string())
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: a number"))
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` (make test) runs this binary without
@@ -46,11 +64,13 @@ async fn main() {
         println!("scale bench: measures only under `make bench-scale` (cargo bench)");
         return;
     }
-    let n: usize = env_or("SCALE_N", "1000").parse().expect("SCALE_N");
-    let concurrency: usize = env_or("SCALE_CONCURRENCY", "4")
-        .parse()
-        .expect("concurrency");
-    let rotation = env_or("SCALE_ROTATION", "1") != "0";
+    let n = env_number("SCALE_N", 1000);
+    let concurrency = env_number("SCALE_CONCURRENCY", 4);
+    let runs = env_number("SCALE_RUNS", 3).max(1);
+    let rotations_wanted = env_number("SCALE_ROTATIONS", 3);
+    let rotation_concurrency = env_number("SCALE_ROTATION_CONCURRENCY", concurrency);
+    let validity = env_or("SCALE_VALIDITY", "2m");
+    let renew_before = env_or("SCALE_RENEW_BEFORE", "1m");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let binary = PathBuf::from(env_or(
         "SAS_OPERATOR_BIN",
@@ -63,6 +83,7 @@ async fn main() {
         PathBuf::from(std::env::var("TESTENV_AUDIT_LOG").expect(
             "TESTENV_AUDIT_LOG: run `make testenv` and `source target/testenv/env.sh` first",
         ));
+    let apiserver = apiserver_pid(&audit_log);
     let client = Client::try_default()
         .await
         .expect("admin client (KUBECONFIG)");
@@ -77,6 +98,15 @@ async fn main() {
     run(Command::new(root.join("hack/testenv.sh"))
         .args(["sa-kubeconfig", "sas-operator", "sas-operator"])
         .arg(&sa_kubeconfig));
+    // The bare client runs as the operator's ServiceAccount: the same RBAC checks per request.
+    let sa_client = {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&sa_kubeconfig).expect("the SA kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("the SA client config");
+        Client::try_from(config).expect("the SA client")
+    };
     wait_until("the SasGrant CRD", Duration::from_secs(30), || async {
         Api::<SasGrant>::all(client.clone())
             .list_metadata(&Default::default())
@@ -85,46 +115,85 @@ async fn main() {
     })
     .await;
 
-    let ns = namespace(&client, "scale").await;
+    println!(
+        "# scale benchmark: N={n}, concurrency {concurrency}, {runs} cold start(s), validity \
+         {validity} / renewBefore {renew_before}, binary {}",
+        binary.display()
+    );
+    // Every namespace and grant exists before any timing: one namespace per cold start (its
+    // grants have no Secret yet), one for the bare client.
     let baseline_ns = namespace(&client, "scale-baseline").await;
-    for namespace in [&ns, &baseline_ns] {
+    let mut cold_namespaces = Vec::new();
+    for _ in 0..runs {
+        cold_namespaces.push(namespace(&client, "scale").await);
+    }
+    for namespace in cold_namespaces.iter().chain([&baseline_ns]) {
         Api::<Secret>::namespaced(client.clone(), namespace)
             .create(&PostParams::default(), &key_secret())
             .await
             .expect("key Secret");
+        create_grants(&client, namespace, n, concurrency * 4).await;
     }
-    println!(
-        "# scale benchmark: N={n}, concurrency {concurrency}, binary {}",
-        binary.display()
-    );
-    // The same grants in both namespaces, created before any timing.
-    create_grants(&client, &ns, n, concurrency * 4).await;
-    create_grants(&client, &baseline_ns, n, concurrency * 4).await;
 
-    // Bare client: what the operator must at least do per grant, at the same concurrency. Run
-    // before and after the operator's cold start (the mean is the baseline): on a shared
-    // machine the load drifts within minutes.
-    let started = Instant::now();
-    bare_client_writes(&client, &baseline_ns, n, concurrency, "first").await;
-    let baseline_first = started.elapsed();
+    // Baseline, operator, baseline, ...: the load of a shared machine drifts within minutes,
+    // so each operator run is compared with the baselines right before and after it.
+    let mut baselines = Vec::new();
+    let mut colds = Vec::new();
+    let mut firsts = Vec::new();
+    let mut apiserver_cpu_baseline = Vec::new();
+    let mut apiserver_cpu_cold = Vec::new();
+    let mut last = None;
+    for (run, ns) in cold_namespaces.iter().enumerate() {
+        // The same observer as on the operator's run: a watch of the grants it patches.
+        let observer = ReadyCounter::start(&client, &baseline_ns).await;
+        let cpu = cpu_seconds(apiserver);
+        let started = Instant::now();
+        bare_client_writes(&sa_client, &baseline_ns, n, concurrency, &format!("r{run}")).await;
+        drop(observer);
+        baselines.push(started.elapsed());
+        apiserver_cpu_baseline.push(cpu_seconds(apiserver) - cpu);
 
-    // Cold start: from the process start to every grant Ready.
-    let port = free_port();
-    let offset = file_len(&audit_log);
-    let grants_ready = ReadyCounter::start(&client, &ns).await;
-    let started = Instant::now();
-    let mut operator = start_operator(&binary, &sa_kubeconfig, &ns, port, concurrency, work.path());
-    grants_ready.wait_for(n, Duration::from_secs(600)).await;
-    let cold = started.elapsed();
+        let port = free_port();
+        let offset = file_len(&audit_log);
+        let grants_ready = ReadyCounter::start(&client, ns).await;
+        let cpu = cpu_seconds(apiserver);
+        let started = Instant::now();
+        let mut operator =
+            start_operator(&binary, &sa_kubeconfig, ns, port, concurrency, work.path());
+        grants_ready.wait_for(1, Duration::from_secs(60)).await;
+        firsts.push(started.elapsed());
+        grants_ready.wait_for(n, Duration::from_secs(900)).await;
+        colds.push(started.elapsed());
+        apiserver_cpu_cold.push(cpu_seconds(apiserver) - cpu);
+        eprintln!(
+            "cold start {}: {:.1} s, first grant Ready after {:.2} s (baseline before it {:.1} s)",
+            run + 1,
+            colds[run].as_secs_f64(),
+            firsts[run].as_secs_f64(),
+            baselines[run].as_secs_f64()
+        );
+        if run + 1 < runs {
+            stop(&mut operator);
+        } else {
+            last = Some((operator, port, offset));
+        }
+    }
+    let (mut operator, port, offset) = last.expect("at least one run");
+    let ns = cold_namespaces.last().expect("at least one run").clone();
+    // Every grant's Secret from now on: rotations, and whether any token is ever expired.
+    let tokens = TokenWatch::start(&client, &ns, &validity, &renew_before).await;
     tokio::time::sleep(Duration::from_secs(3)).await; // whatever the writes trigger, let it run
     let requests = requests_by(&audit_log, offset, &ns);
     let cold_reconciles = reconciles(port).await;
     let rss_cold = rss_mib(operator.id());
     let cpu_cold = cpu_seconds(operator.id());
+    let observer = ReadyCounter::start(&client, &baseline_ns).await;
+    let cpu = cpu_seconds(apiserver);
     let started = Instant::now();
-    bare_client_writes(&client, &baseline_ns, n, concurrency, "second").await;
-    let baseline_second = started.elapsed();
-    let baseline = (baseline_first + baseline_second) / 2;
+    bare_client_writes(&sa_client, &baseline_ns, n, concurrency, "last").await;
+    drop(observer);
+    baselines.push(started.elapsed());
+    apiserver_cpu_baseline.push(cpu_seconds(apiserver) - cpu);
 
     // N unrelated Secrets: work per Secret event must not depend on the number of grants.
     let cpu_before = cpu_seconds(operator.id());
@@ -135,10 +204,17 @@ async fn main() {
 
     // Restart: GETs and writes, time until every grant is checked again.
     stop(&mut operator);
-    let offset = file_len(&audit_log);
+    let restart_offset = file_len(&audit_log);
     let started = Instant::now();
     let port = free_port();
-    let mut operator = start_operator(&binary, &sa_kubeconfig, &ns, port, concurrency, work.path());
+    let mut operator = start_operator(
+        &binary,
+        &sa_kubeconfig,
+        &ns,
+        port,
+        rotation_concurrency,
+        work.path(),
+    );
     wait_until(
         "every grant checked after the restart",
         Duration::from_secs(600),
@@ -147,28 +223,52 @@ async fn main() {
     .await;
     let restart = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let restart_requests = requests_by(&audit_log, offset, &ns);
+    let restart_requests = requests_by(&audit_log, restart_offset, &ns);
     let restart_reconciles = reconciles(port).await;
 
+    let ratios: Vec<f64> = colds
+        .iter()
+        .enumerate()
+        .map(|(i, cold)| {
+            cold.as_secs_f64() / ((baselines[i] + baselines[i + 1]).as_secs_f64() / 2.0)
+        })
+        .collect();
     println!();
     println!("| | N={n} |");
     println!("|---|---|");
     row(
-        "cold start to all Ready",
-        format!("{:.1} s", cold.as_secs_f64()),
-    );
-    row(
-        "bare client, same writes (mean; before / after the cold start)",
+        "cold start to all Ready (median of runs; each run)",
         format!(
-            "{:.1} s ({:.1} / {:.1})",
-            baseline.as_secs_f64(),
-            baseline_first.as_secs_f64(),
-            baseline_second.as_secs_f64()
+            "{:.1} s ({})",
+            median(colds.iter().map(Duration::as_secs_f64)),
+            seconds_list(&colds)
         ),
     );
     row(
-        "ratio",
-        format!("{:.2}x", cold.as_secs_f64() / baseline.as_secs_f64()),
+        "bare client, same writes at the same concurrency (median; each, in order)",
+        format!(
+            "{:.1} s ({})",
+            median(baselines.iter().map(Duration::as_secs_f64)),
+            seconds_list(&baselines)
+        ),
+    );
+    row(
+        "ratio: cold start / mean of the baselines around it (median, min-max; each run)",
+        format!(
+            "{:.2}x, {:.2}-{:.2}x ({})",
+            median(ratios.iter().copied()),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    row(
+        "cold start: first grant Ready after (median)",
+        format!("{:.2} s", median(firsts.iter().map(Duration::as_secs_f64))),
     );
     row(
         "API requests per new grant",
@@ -183,6 +283,14 @@ async fn main() {
         format!("{rss_cold:.1} MiB"),
     );
     row("operator CPU, cold start", format!("{cpu_cold:.2} s"));
+    row(
+        "API server CPU: operator cold start / bare client (medians)",
+        format!(
+            "{:.2} s / {:.2} s",
+            median(apiserver_cpu_cold.iter().copied()),
+            median(apiserver_cpu_baseline.iter().copied())
+        ),
+    );
     row(
         &format!("operator CPU for {n} unrelated Secret events"),
         format!("{cpu_unrelated:.2} s (RSS then {rss_unrelated:.1} MiB)"),
@@ -204,31 +312,64 @@ async fn main() {
         ),
     );
 
-    if rotation {
-        // Every grant rotates once, about a minute after it was signed.
+    if rotations_wanted > 0 {
+        // Every grant rotates `rotations_wanted` times (the first about renewBefore after it
+        // was signed); the counts run from here, the lateness from the cold start on.
         let offset = file_len(&audit_log);
-        let before = reconciles(port).await;
-        let rotated = rotations(port).await;
-        wait_until(
-            "one rotation of every grant",
-            Duration::from_secs(240),
-            || async { rotations(port).await >= rotated + n as f64 },
-        )
+        let reconciled_before = reconciles(port).await;
+        let rotated_before = tokens.rotations();
+        let deadline = Duration::from_secs(
+            60 + 2
+                * rotations_wanted as u64
+                * sas_operator::duration::parse(&validity)
+                    .expect("SCALE_VALIDITY")
+                    .as_secs(),
+        );
+        wait_until("the rotations of every grant", deadline, || async {
+            tokens.least_rotations(n) >= rotations_wanted
+        })
         .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let requests = requests_by(&audit_log, offset, &ns);
-        let reconciled = reconciles(port).await - before;
+        let reconciled = reconciles(port).await - reconciled_before;
+        let rotated = (tokens.rotations() - rotated_before).max(1);
+        let rounds = [
+            ("all rotations", tokens.report(|_| true)),
+            (
+                "the first rotation (due as fast as the cold start signed)",
+                tokens.report(|round| round == 1),
+            ),
+            ("later rotations", tokens.report(|round| round > 1)),
+        ];
+        for (which, report) in &rounds {
+            row(
+                &format!(
+                    "rotation lateness p50 / p99 / max, {which} ({} at {validity} / \
+                     {renew_before}, --concurrency {rotation_concurrency})",
+                    report.count
+                ),
+                format!(
+                    "{:.2} s / {:.2} s / {:.2} s",
+                    report.p50, report.p99, report.max
+                ),
+            );
+        }
+        let report = &rounds[0].1;
         row(
-            "rotation (validity 2m, renewBefore 1m): lateness p99",
-            format!("<= {} s (histogram bucket)", lateness_p99(port).await),
+            "the operator's lateness histogram: p99 bucket",
+            format!("<= {} s", lateness_p99(port).await),
         );
         row(
             "reconciles per rotation",
-            format!("{:.2}", reconciled / n as f64),
+            format!("{:.2}", reconciled / rotated as f64),
         );
         row(
             "writes per rotation",
-            per_grant(&requests, n, |(verb, _)| is_write(verb)),
+            per_grant(&requests, rotated, |(verb, _)| is_write(verb)),
+        );
+        row(
+            "Secrets seen holding an expired token (longest)",
+            format!("{} ({:.2} s)", report.expired, report.longest_expired),
         );
     }
     row(
@@ -236,10 +377,181 @@ async fn main() {
         format!("{:.1} MiB", rss_mib(operator.id())),
     );
     stop(&mut operator);
-    for namespace in [&ns, &baseline_ns] {
+    for namespace in cold_namespaces.iter().chain([&baseline_ns]) {
         let _ = Api::<Namespace>::all(client.clone())
             .delete(namespace, &Default::default())
             .await;
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => values[len / 2],
+        len => (values[len / 2 - 1] + values[len / 2]) / 2.0,
+    }
+}
+
+fn seconds_list(durations: &[Duration]) -> String {
+    durations
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The API server's pid, from the control plane's pids file next to its audit log.
+fn apiserver_pid(audit_log: &Path) -> u32 {
+    let pids = audit_log.with_file_name("pids");
+    std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let (pid, name) = line.split_once(' ')?;
+            (name == "kube-apiserver").then(|| pid.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no kube-apiserver in {}", pids.display()))
+}
+
+/// Watches every grant Secret of a namespace: each new token's lateness (seen at minus when its
+/// predecessor was due), and any token seen after its own expiry.
+struct TokenWatch {
+    state: Arc<Mutex<TokenState>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    /// Secret name -> (expiry of the token it holds, rotations seen).
+    secrets: HashMap<String, (Timestamp, usize)>,
+    /// The lateness of every rotation seen, and which rotation of its Secret it was (1, 2, ...).
+    lateness: Vec<(usize, f64)>,
+    expired: usize,
+    longest_expired: f64,
+}
+
+struct LatenessReport {
+    count: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    expired: usize,
+    longest_expired: f64,
+}
+
+impl TokenWatch {
+    async fn start(client: &Client, ns: &str, validity: &str, renew_before: &str) -> Self {
+        let validity = sas_operator::duration::parse(validity).expect("SCALE_VALIDITY");
+        let renew_before = sas_operator::duration::parse(renew_before).expect("SCALE_RENEW_BEFORE");
+        let state = Arc::new(Mutex::new(TokenState::default()));
+        let (listed, mut ready) = tokio::sync::watch::channel(false);
+        let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=sas-operator");
+        let events =
+            watcher(Api::<Secret>::namespaced(client.clone(), ns), config).default_backoff();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                let seen = Timestamp::now();
+                let secret = match event {
+                    Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret)) => secret,
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = listed.send(true);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let Some(expires) = secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get("expiresAt"))
+                    .and_then(|value| std::str::from_utf8(&value.0).ok()?.parse().ok())
+                else {
+                    continue;
+                };
+                let uid = secret
+                    .owner_references()
+                    .first()
+                    .map(|owner| owner.uid.clone())
+                    .unwrap_or_default();
+                let mut state = shared.lock().expect("token state");
+                let previous = state.secrets.get(&secret.name_any()).copied();
+                let rotations = match previous {
+                    Some((old, rotations)) if old != expires => {
+                        let due = Renewal::of(&uid, validity, renew_before).renew_at(old);
+                        let late = seen.duration_since(due).as_secs_f64().max(0.0);
+                        state.lateness.push((rotations + 1, late));
+                        if seen >= old {
+                            state.expired += 1;
+                            let expired = seen.duration_since(old).as_secs_f64();
+                            state.longest_expired = state.longest_expired.max(expired);
+                        }
+                        rotations + 1
+                    }
+                    Some((_, rotations)) => rotations,
+                    None => 0,
+                };
+                state
+                    .secrets
+                    .insert(secret.name_any(), (expires, rotations));
+            }
+        });
+        ready.wait_for(|listed| *listed).await.expect("token watch");
+        TokenWatch { state, _task: task }
+    }
+
+    fn rotations(&self) -> usize {
+        let state = self.state.lock().expect("token state");
+        state.secrets.values().map(|(_, rotations)| rotations).sum()
+    }
+
+    /// The fewest rotations any of `n` Secrets has had (0 while some are unseen).
+    fn least_rotations(&self, n: usize) -> usize {
+        let state = self.state.lock().expect("token state");
+        if state.secrets.len() < n {
+            return 0;
+        }
+        state
+            .secrets
+            .values()
+            .map(|(_, rotations)| *rotations)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Lateness of the rotations whose round (1 = the first after the cold start) `keep` accepts.
+    fn report(&self, keep: impl Fn(usize) -> bool) -> LatenessReport {
+        let state = self.state.lock().expect("token state");
+        let mut lateness: Vec<f64> = state
+            .lateness
+            .iter()
+            .filter(|(round, _)| keep(*round))
+            .map(|(_, late)| *late)
+            .collect();
+        lateness.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            lateness
+                .get(((lateness.len() as f64 * q).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        // Any Secret whose token has passed its expiry unreplaced counts too.
+        let now = Timestamp::now();
+        let stale = state
+            .secrets
+            .values()
+            .filter(|(expires, _)| *expires <= now)
+            .count();
+        LatenessReport {
+            count: lateness.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: lateness.last().copied().unwrap_or(f64::NAN),
+            expired: state.expired + stale,
+            longest_expired: state.longest_expired,
+        }
     }
 }
 
@@ -380,7 +692,8 @@ async fn create_unrelated_secrets(client: &Client, ns: &str, n: usize, concurren
         .await;
 }
 
-/// Per grant: create its Secret, apply its status, publish one Event.
+/// Per grant: create its Secret, apply its status, publish one Event (as `client`: the
+/// operator's ServiceAccount).
 async fn bare_client_writes(client: &Client, ns: &str, n: usize, concurrency: usize, round: &str) {
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
     let grants = Api::<SasGrant>::namespaced(client.clone(), ns);
@@ -482,23 +795,37 @@ impl ReadyCounter {
         ReadyCounter { store, _task: task }
     }
 
+    /// Waits until `n` grants are Ready (polling every 10 ms: the cold start's resolution).
     async fn wait_for(&self, n: usize, timeout: Duration) {
-        wait_until("every grant Ready", timeout, || async {
-            self.store
-                .state()
-                .iter()
-                .filter(|grant| {
-                    grant.status.as_ref().is_some_and(|status| {
-                        status
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                    })
+        let deadline = Instant::now() + timeout;
+        while self.ready() < n {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} grants Ready"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn ready(&self) -> usize {
+        self.store
+            .state()
+            .iter()
+            .filter(|grant| {
+                grant.status.as_ref().is_some_and(|status| {
+                    status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
                 })
-                .count()
-                >= n
-        })
-        .await;
+            })
+            .count()
+    }
+}
+
+impl Drop for ReadyCounter {
+    fn drop(&mut self) {
+        self._task.abort();
     }
 }
 
@@ -572,16 +899,6 @@ async fn reconciles(port: u16) -> f64 {
     sample_sum(&text, "sas_operator_reconciles_total")
         .or_else(|| sample_sum(&text, "sas_operator_reconcile_duration_seconds_count"))
         .unwrap_or(0.0)
-}
-
-async fn rotations(port: u16) -> f64 {
-    let text = metrics(port).await;
-    text.lines()
-        .filter(|line| {
-            line.starts_with("sas_operator_rotations_total{") && line.contains("result=\"success\"")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The upper bound of the histogram bucket holding the 99th percentile.

@@ -361,7 +361,7 @@ fn scope_controller(
     let controller = Controller::for_stream(grant_events, store).with_config(
         controller::Config::default()
             .concurrency(concurrency)
-            .debounce(Duration::from_millis(500)),
+            .debounce(crate::reconcile::schedule::SCHEDULER_DEBOUNCE),
     );
     let store = controller.store();
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.

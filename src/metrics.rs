@@ -28,9 +28,11 @@ const RECONCILE_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Upper bounds of the rotation lateness histogram, in seconds: 0.1 s to 1 h.
-const LATENESS_BUCKETS: [f64; 14] = [
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+/// Upper bounds of the rotation lateness histogram, in seconds: 10 ms to 1 h, finest around
+/// the 1 s target.
+const LATENESS_BUCKETS: [f64; 20] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0, 600.0, 1800.0, 3600.0,
 ];
 
 /// The per-grant series of one grant; `None` for a series it does not have (yet).
@@ -417,6 +419,26 @@ mod tests {
             r#"sas_operator_rotation_lateness_seconds_bucket{le="3600.0"} 2"#,
             r#"sas_operator_rotation_lateness_seconds_bucket{le="+Inf"} 3"#,
             "sas_operator_rotation_lateness_seconds_count 3",
+        ] {
+            assert!(
+                has_line(&metrics, expected),
+                "missing {expected:?} in:\n{}",
+                metrics.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_lateness_buckets_resolve_the_one_second_target() {
+        let metrics = Metrics::new();
+        metrics.observe_rotation_lateness(0.02);
+        metrics.observe_rotation_lateness(0.8);
+        metrics.observe_rotation_lateness(1.2);
+        for expected in [
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.025"} 1"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.75"} 1"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="1.0"} 2"#,
+            r#"sas_operator_rotation_lateness_seconds_bucket{le="1.5"} 3"#,
         ] {
             assert!(
                 has_line(&metrics, expected),

@@ -208,7 +208,7 @@ pub async fn reconcile<C: Cluster>(
             ctx.metrics.set_ready(&namespace, &name, true);
             ctx.metrics
                 .set_grant_schedule(&namespace, &name, facts.expires_at, facts.renews_at);
-            Ok(Action::requeue(schedule::requeue_after(
+            Ok(Action::requeue(schedule::timer_requeue(
                 (ctx.clock)(),
                 wake_at(facts.renews_at),
             )))
@@ -242,8 +242,9 @@ pub fn overdue_on_reconnect<C: Cluster>(
 }
 
 /// When to look at a grant due at `renews_at` again. Decisions see `now` in whole seconds, so
-/// waking within the second of a fractional `renews_at` finds nothing due yet and costs a
-/// second reconcile: wake at the next whole second.
+/// waking within the second of a fractional `renews_at` would find nothing due yet and cost a
+/// second reconcile: wake at the next whole second. (Renewals are due at whole seconds, see
+/// [`Renewal::renew_at`]; this only guards against a fractional time from elsewhere.)
 fn wake_at(renews_at: Timestamp) -> Timestamp {
     if renews_at.subsec_nanosecond() == 0 {
         return renews_at;
@@ -436,7 +437,8 @@ async fn sync<C: Cluster>(
     }
 
     if let (SignReason::RenewalDue, Some(expired)) = (reason, issued.and_then(|i| i.expires_at)) {
-        let lateness = signed_at.duration_since(renewal.renew_at(expired));
+        // Against the clock, not `signed_at` (whole seconds): the histogram resolves 10 ms.
+        let lateness = (ctx.clock)().duration_since(renewal.renew_at(expired));
         ctx.metrics
             .observe_rotation_lateness(lateness.as_secs_f64().max(0.0));
     }

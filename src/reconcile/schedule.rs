@@ -21,6 +21,10 @@ const SLOW_BACKOFF_MAX: Duration = Duration::from_secs(600);
 pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
 /// The shortest time a token stays in use before it is renewed, whatever the grant's spec.
 const MIN_TOKEN_AGE: Duration = Duration::from_secs(15);
+/// How long kube-runtime's scheduler holds every request before running it, so that a burst
+/// of watch events for one grant costs one reconcile. It delays the controller's own timed
+/// requeues too (the scheduler adds it to every `run_at`): [`timer_requeue`] takes it off them.
+pub const SCHEDULER_DEBOUNCE: Duration = Duration::from_millis(100);
 /// A retry is due at the latest this long (plus the reconcile deadline) before the current
 /// token expires, so that a retry that succeeds writes its successor in time.
 pub const RETRY_SAFETY_MARGIN: Duration = Duration::from_secs(5);
@@ -52,7 +56,9 @@ impl Renewal {
     /// When a token expiring at `expires_at` is due: `renewBefore` plus jitter ahead of its
     /// expiry, but never sooner than [`min_token_age`] after it was signed (`expires_at -
     /// validity`), so neither a `renewBefore` close to the validity nor the jitter can make it
-    /// due at (or before) its signing.
+    /// due at (or before) its signing. Whole seconds (rounded down): decisions see `now` in
+    /// whole seconds (SAS times have no fractions), so a fractional due time would be found due
+    /// only at the next whole second, up to a second late.
     pub fn renew_at(&self, expires_at: Timestamp) -> Timestamp {
         let planned = renew_at(expires_at, self.renew_before, self.jitter);
         let signed_at = expires_at
@@ -61,8 +67,13 @@ impl Renewal {
         let earliest = signed_at
             .checked_add(signed(min_token_age(self.validity)))
             .unwrap_or(Timestamp::MAX);
-        planned.max(earliest)
+        whole_second(planned.max(earliest))
     }
+}
+
+/// `at` rounded down to a whole second.
+fn whole_second(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn signed(duration: Duration) -> SignedDuration {
@@ -73,6 +84,13 @@ fn signed(duration: Duration) -> SignedDuration {
 /// [`MIN_REQUEUE`].
 pub fn requeue_after(now: Timestamp, at: Timestamp) -> Duration {
     until(now, at).max(MIN_REQUEUE)
+}
+
+/// The wait to hand to the controller for a grant due at `at`: [`requeue_after`] less the
+/// [`SCHEDULER_DEBOUNCE`] the scheduler adds back, so that the reconcile runs when the grant is
+/// due, not half a debounce later.
+pub fn timer_requeue(now: Timestamp, at: Timestamp) -> Duration {
+    requeue_after(now, at).saturating_sub(SCHEDULER_DEBOUNCE)
 }
 
 /// A deterministic per-object jitter of up to 5 % of `renew_before`, derived from the object's
@@ -284,6 +302,31 @@ mod tests {
             requeue_after(now, ts("2030-01-01T00:01:10Z")),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn a_renewal_is_due_at_a_whole_second() {
+        // 5 % of 60 s: jitters with fractions of a second.
+        for i in 0..50 {
+            let policy = Renewal::of(
+                &format!("uid-{i}"),
+                Duration::from_secs(120),
+                Duration::from_secs(60),
+            );
+            let at = policy.renew_at(ts("2030-01-01T00:02:00Z"));
+            assert_eq!(at.subsec_nanosecond(), 0, "uid-{i}: {at}");
+            assert!(at <= ts("2030-01-01T00:01:00Z") && at >= ts("2030-01-01T00:00:56Z"));
+        }
+    }
+
+    #[test]
+    fn a_timed_requeue_leaves_room_for_the_scheduler_debounce() {
+        let now = ts("2030-01-01T00:00:10Z");
+        assert_eq!(
+            timer_requeue(now, ts("2030-01-01T00:01:10Z")) + SCHEDULER_DEBOUNCE,
+            Duration::from_secs(60)
+        );
+        assert_eq!(timer_requeue(now, now) + SCHEDULER_DEBOUNCE, MIN_REQUEUE);
     }
 
     #[test]
