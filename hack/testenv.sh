@@ -251,7 +251,7 @@ EOF
     --service-account-key-file "$dir/pki/sa.key" \
     --service-account-signing-key-file "$dir/pki/sa.key" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-    --audit-log-maxsize 100 \
+    --audit-log-maxsize 2048 --audit-log-maxbackup 1 \
     --kubelet-preferred-address-types InternalIP \
     --kubelet-client-certificate "$dir/pki/kubelet-client.crt" \
     --kubelet-client-key "$dir/pki/kubelet-client.key"
