@@ -269,7 +269,7 @@ mod tests {
 
     fn container(name: &str) -> GrantResource {
         GrantResource {
-            container: Some(NamedResource { name: name.into() }),
+            container: Some(Box::new(NamedResource { name: name.into() })),
             ..Default::default()
         }
     }
@@ -324,9 +324,9 @@ mod tests {
     #[test]
     fn two_resource_kinds_are_rejected() {
         let mut resource = container("data");
-        resource.queue = Some(NamedResource {
+        resource.queue = Some(Box::new(NamedResource {
             name: "jobs".into(),
-        });
+        }));
         let err = GrantPlan::from_spec("app", &spec(resource)).unwrap_err();
         assert!(err.to_string().contains("exactly one"), "{err}");
     }
@@ -365,10 +365,10 @@ mod tests {
     #[test]
     fn account_services_come_in_canonical_order() {
         let resource = GrantResource {
-            account: Some(AccountResource {
+            account: Some(Box::new(AccountResource {
                 services: "tqb".into(),
                 resource_types: "sco".into(),
-            }),
+            })),
             ..Default::default()
         };
         let plan = GrantPlan::from_spec("app", &spec(resource)).unwrap();
@@ -453,12 +453,12 @@ mod tests {
     #[test]
     fn a_line_break_in_a_blob_name_is_refused() {
         let resource = GrantResource {
-            blob: Some(crate::crd::BlobResource {
+            blob: Some(Box::new(crate::crd::BlobResource {
                 container: "data".into(),
                 name: "a\nb".into(),
                 snapshot: None,
                 version_id: None,
-            }),
+            })),
             ..Default::default()
         };
         let err = GrantPlan::from_spec("app", &spec(resource)).unwrap_err();
