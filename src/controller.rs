@@ -451,10 +451,7 @@ async fn feed_owned_secrets(
 ) {
     let mut synced = Some(synced);
     let mut relist = cache::Relist::default();
-    let config = watcher::Config::default()
-        .labels(&cache::owned_selector())
-        .any_semantic();
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = labelled_secrets(api, &cache::owned_selector());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
@@ -467,6 +464,18 @@ async fn feed_owned_secrets(
             Err(err) => tracing::debug!(error = %err, "watch of the operator's own Secrets"),
         }
     }
+}
+
+/// Full Secrets carrying `selector`'s labels, re-watched within seconds after an outage (the
+/// bounded [`WatchBackoff`], like every other watch of the operator).
+fn labelled_secrets(
+    api: Api<Secret>,
+    selector: &str,
+) -> futures::stream::BoxStream<'static, Result<watcher::Event<Secret>, watcher::Error>> {
+    let config = watcher::Config::default().labels(selector).any_semantic();
+    watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .boxed()
 }
 
 /// Keeps the key-Secret cache of one scope: a watch of the Secrets labelled as signing keys,
@@ -482,10 +491,7 @@ async fn feed_key_secrets(
 ) {
     let mut synced = Some(synced);
     let mut relist = cache::Relist::default();
-    let config = watcher::Config::default()
-        .labels(&cache::signing_key_selector())
-        .any_semantic();
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = labelled_secrets(api, &cache::signing_key_selector());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
