@@ -616,19 +616,21 @@ mod tests {
         (caches, relist)
     }
 
+    /// The `resourceVersion` of the cached key Secret `ns/name`.
+    fn cached_key_version(caches: &SecretCaches, name: &str) -> Option<String> {
+        caches
+            .signing_key(&key(name))?
+            .metadata
+            .resource_version
+            .clone()
+    }
+
     #[test]
     fn a_key_secret_is_read_from_the_watch_and_a_new_version_re_signs_its_grants() {
         use kube::runtime::watcher::Event;
         let scope = Some("ns".to_string());
         let (caches, mut relist) = listed_keys(&[key_secret("keys", "1")]);
-        assert_eq!(
-            caches
-                .signing_key(&key("keys"))
-                .unwrap()
-                .metadata
-                .resource_version,
-            Some("1".into())
-        );
+        assert_eq!(cached_key_version(&caches, "keys").as_deref(), Some("1"));
         let same = Event::Apply(key_secret("keys", "1"));
         assert!(caches.observe_key(&scope, same, &mut relist).is_empty());
         let newer = Event::Apply(key_secret("keys", "2"));
@@ -637,12 +639,8 @@ mod tests {
             vec![key("keys")]
         );
         assert_eq!(
-            caches
-                .signing_key(&key("keys"))
-                .unwrap()
-                .metadata
-                .resource_version,
-            Some("2".into()),
+            cached_key_version(&caches, "keys").as_deref(),
+            Some("2"),
             "the grants it re-signs read the new version"
         );
     }
