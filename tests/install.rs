@@ -4,12 +4,24 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tests of this binary share one API server. Two `kubectl apply`s of the same CRD at once
+/// both see it missing and both create it, and the second fails with AlreadyExists: every
+/// apply that may create the CRDs runs under this lock.
+static CREATING_APPLY: Mutex<()> = Mutex::new(());
+
+/// Runs `kubectl apply` (built by the caller) alone among this binary's applies.
+fn apply_alone(what: &str, command: &mut Command) -> String {
+    let _alone = CREATING_APPLY.lock().unwrap_or_else(|e| e.into_inner());
+    run_ok(what, command.output().expect("run kubectl apply"))
 }
 
 fn run_ok(what: &str, output: Output) -> String {
@@ -115,13 +127,13 @@ fn every_field_of_every_crd_has_a_description() {
 #[test]
 fn kubectl_apply_f_crds_succeeds() {
     let plane = common::control_plane();
-    let output = plane
-        .kubectl()
-        .current_dir(repo_root())
-        .args(["apply", "-f", "crds/"])
-        .output()
-        .expect("run kubectl");
-    let stdout = run_ok("kubectl apply -f crds/", output);
+    let stdout = apply_alone(
+        "kubectl apply -f crds/",
+        plane
+            .kubectl()
+            .current_dir(repo_root())
+            .args(["apply", "-f", "crds/"]),
+    );
     assert!(
         stdout.contains("customresourcedefinition.apiextensions.k8s.io/sasgrants.sas-operator.io"),
         "kubectl apply -f crds/ did not apply the SasGrant CRD:\n{stdout}"
@@ -132,14 +144,12 @@ fn kubectl_apply_f_crds_succeeds() {
 #[test]
 fn kubectl_explain_describes_every_sas_grant_field() {
     let plane = common::control_plane();
-    run_ok(
+    apply_alone(
         "kubectl apply -f crds/",
         plane
             .kubectl()
             .current_dir(repo_root())
-            .args(["apply", "-f", "crds/"])
-            .output()
-            .expect("run kubectl"),
+            .args(["apply", "-f", "crds/"]),
     );
     run_ok(
         "kubectl wait for the CRD",
@@ -240,14 +250,12 @@ fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
 #[test]
 fn every_readme_yaml_example_passes_server_side_dry_run() {
     let plane = common::control_plane();
-    run_ok(
-        "kubectl apply -f crds/",
+    apply_alone(
+        "kubectl apply -f crds/ --server-side",
         plane
             .kubectl()
             .current_dir(repo_root())
-            .args(["apply", "-f", "crds/", "--server-side"])
-            .output()
-            .expect("run kubectl"),
+            .args(["apply", "-f", "crds/", "--server-side"]),
     );
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("read README.md");
     let blocks = yaml_blocks(&readme);
@@ -380,13 +388,13 @@ fn deploy_network_policy_admits_only_the_metrics_port() {
 #[test]
 fn deploy_applies_to_the_server() {
     let plane = common::control_plane();
-    let output = plane
-        .kubectl()
-        .args(["apply", "-k"])
-        .arg(repo_root().join("deploy"))
-        .output()
-        .expect("run kubectl apply -k");
-    let stdout = run_ok("kubectl apply -k deploy/", output);
+    let stdout = apply_alone(
+        "kubectl apply -k deploy/",
+        plane
+            .kubectl()
+            .args(["apply", "-k"])
+            .arg(repo_root().join("deploy")),
+    );
     for object in [
         "poddisruptionbudget.policy/sas-operator",
         "networkpolicy.networking.k8s.io/sas-operator",
