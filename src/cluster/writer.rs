@@ -225,6 +225,18 @@ struct State {
     overflowing: bool,
 }
 
+impl State {
+    /// Ends an object's slot. A cold start fills the table with a slot per grant, and a table
+    /// never shrinks by itself: its room for thousands would stay for the life of the process.
+    fn remove_slot(&mut self, key: &(&'static str, String, String)) {
+        self.statuses.remove(key);
+        let len = self.statuses.len();
+        if self.statuses.capacity() > 64 && len * 4 < self.statuses.capacity() {
+            self.statuses.shrink_to(len * 2);
+        }
+    }
+}
+
 struct Slot {
     /// The newest status handed over that no request carries yet.
     next: Option<Status>,
@@ -472,7 +484,7 @@ impl<T: Transport> Shared<T> {
             let permit = self.permits.acquire().await.expect("never closed");
             if !self.claim.holds() {
                 // Not leading: nothing more is written (the new leader writes its own).
-                self.state().statuses.remove(&key);
+                self.state().remove_slot(&key);
                 break;
             }
             let next = {
@@ -482,13 +494,15 @@ impl<T: Transport> Shared<T> {
                     .get_mut(&key)
                     .and_then(|slot| slot.next.take());
                 if next.is_none() {
-                    state.statuses.remove(&key);
+                    state.remove_slot(&key);
                 }
                 next
             };
             let Some(status) = next else { break };
+            // Boxed: the request's state (kube's is about 2 KB) exists only while it is sent,
+            // not in each of the thousands of tasks that wait for a permit at a cold start.
             let sent = self
-                .send(self.transport.write_status(&of, &status), false)
+                .send(Box::pin(self.transport.write_status(&of, &status)), false)
                 .await;
             drop(permit);
             let finished = |this: &Self| {
@@ -498,7 +512,7 @@ impl<T: Transport> Shared<T> {
                     .get(&key)
                     .is_none_or(|slot| slot.next.is_none());
                 if done {
-                    state.statuses.remove(&key);
+                    state.remove_slot(&key);
                 }
                 done
             };
@@ -516,7 +530,7 @@ impl<T: Transport> Shared<T> {
                         name = of.name(),
                         "the object is gone; its status is not written"
                     );
-                    self.state().statuses.remove(&key);
+                    self.state().remove_slot(&key);
                     break;
                 }
                 Sent::Refused(err) => {
@@ -567,7 +581,9 @@ impl<T: Transport> Shared<T> {
             if !self.claim.holds() {
                 break None;
             }
-            let sent = self.send(self.transport.create_event(&event), true).await;
+            let sent = self
+                .send(Box::pin(self.transport.create_event(&event)), true)
+                .await;
             drop(permit);
             match sent {
                 Sent::Done => break None,
@@ -751,6 +767,68 @@ mod tests {
             Some(Metrics::new()),
             settings,
         )
+    }
+
+    /// A transport whose requests hold 16 KiB while they wait for the answer.
+    struct Heavy;
+
+    impl Transport for Heavy {
+        type Event = String;
+
+        async fn write_status(&self, _: &StatusOf, _: &Status) -> Result<(), Error> {
+            let state = [1u8; 16 * 1024];
+            tokio::task::yield_now().await;
+            assert_eq!(state[16 * 1024 - 1], 1);
+            Ok(())
+        }
+
+        async fn create_event(&self, _: &String) -> Result<(), Error> {
+            self.write_status(&grant("e"), &status(1)).await
+        }
+    }
+
+    #[test]
+    fn a_waiting_write_task_does_not_carry_the_state_of_its_request() {
+        let shared = Writer::new(
+            Heavy,
+            LeadershipClaim::unconditional(),
+            None,
+            None,
+            Settings::default(),
+        )
+        .shared;
+        let status_task = shared.clone().write_status(grant("g"));
+        let event_task = shared.clone().create_event("e".into());
+        // Thousands of these wait at a cold start; the request is sent by at most a few.
+        assert!(
+            std::mem::size_of_val(&status_task) < 2048,
+            "a status task takes {} B",
+            std::mem::size_of_val(&status_task)
+        );
+        assert!(
+            std::mem::size_of_val(&event_task) < 2048,
+            "an Event task takes {} B",
+            std::mem::size_of_val(&event_task)
+        );
+        eprintln!(
+            "status task {} B, Event task {} B",
+            std::mem::size_of_val(&status_task),
+            std::mem::size_of_val(&event_task)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_status_table_gives_back_its_room_once_the_backlog_is_written() {
+        let recorder = Arc::new(Recorder::default());
+        let writer = writer(&recorder, None);
+        for i in 0..2000 {
+            writer.status(grant(&format!("g{i}")), status(1)).unwrap();
+        }
+        assert!(writer.shared.state().statuses.capacity() >= 2000);
+        drained(&writer).await;
+        assert_eq!(recorder.statuses().len(), 2000);
+        let capacity = writer.shared.state().statuses.capacity();
+        assert!(capacity <= 64, "room for {capacity} slots kept");
     }
 
     async fn drained(writer: &Writer<Arc<Recorder>>) {

@@ -9,8 +9,11 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
-/// The largest share of `renewBefore` that jitter takes, in per mille (5 %).
-const JITTER_PER_MILLE: u64 = 50;
+/// The largest share of `renewBefore` that jitter takes, in per mille (20 %). Grants created
+/// together (a cold start signs thousands within seconds) fall due again as densely as they
+/// were signed; spread over a fifth of `renewBefore` their renewals stay within what the API
+/// server writes at once (`make bench-scale`: 5 % left a p99 lateness of 4 s at 2,000 grants).
+const JITTER_PER_MILLE: u64 = 200;
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Retries of errors that retrying alone does not fix (403, 404, 422, ...) start here...
@@ -93,7 +96,7 @@ pub fn timer_requeue(now: Timestamp, at: Timestamp) -> Duration {
     requeue_after(now, at).saturating_sub(SCHEDULER_DEBOUNCE)
 }
 
-/// A deterministic per-object jitter of up to 5 % of `renew_before`, derived from the object's
+/// A deterministic per-object jitter of up to 20 % of `renew_before`, derived from the object's
 /// uid, so grants created together spread their renewals but each one always renews at the
 /// same point of its token's life.
 pub fn jitter(uid: &str, renew_before: Duration) -> Duration {
@@ -165,11 +168,28 @@ mod tests {
     }
 
     #[test]
-    fn jitter_is_stable_for_an_object_and_within_five_percent() {
+    fn jitter_is_stable_for_an_object_and_within_a_fifth_of_renew_before() {
         let renew_before = Duration::from_secs(3600);
-        let first = jitter("uid-a", renew_before);
-        assert_eq!(first, jitter("uid-a", renew_before));
-        assert!(first <= Duration::from_secs(180), "{first:?}");
+        for i in 0..200 {
+            let uid = format!("uid-{i}");
+            let first = jitter(&uid, renew_before);
+            assert_eq!(first, jitter(&uid, renew_before));
+            assert!(first <= Duration::from_secs(720), "{uid}: {first:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_grants_over_most_of_its_window() {
+        let renew_before = Duration::from_secs(3600);
+        let jitters: Vec<Duration> = (0..1000)
+            .map(|i| jitter(&format!("uid-{i}"), renew_before))
+            .collect();
+        let latest = jitters.iter().max().unwrap();
+        let earliest = jitters.iter().min().unwrap();
+        assert!(
+            *latest - *earliest >= Duration::from_secs(700),
+            "{earliest:?}..{latest:?}"
+        );
     }
 
     #[test]
@@ -230,7 +250,7 @@ mod tests {
 
     #[test]
     fn jitter_never_pushes_renewal_to_or_before_signing() {
-        // 8h / 7h40m: 5 % jitter of 7h40m (23 min) would be due before the token was signed.
+        // 8h / 7h40m: 20 % jitter of 7h40m (92 min) would be due before the token was signed.
         let validity = 8 * 3600;
         let renew_before = 7 * 3600 + 40 * 60;
         let expires = ts("2030-01-01T08:00:00Z");
@@ -306,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_renewal_is_due_at_a_whole_second() {
-        // 5 % of 60 s: jitters with fractions of a second.
+        // 20 % of 60 s: jitters with fractions of a second.
         for i in 0..50 {
             let policy = Renewal::of(
                 &format!("uid-{i}"),
@@ -315,7 +335,7 @@ mod tests {
             );
             let at = policy.renew_at(ts("2030-01-01T00:02:00Z"));
             assert_eq!(at.subsec_nanosecond(), 0, "uid-{i}: {at}");
-            assert!(at <= ts("2030-01-01T00:01:00Z") && at >= ts("2030-01-01T00:00:56Z"));
+            assert!(at <= ts("2030-01-01T00:01:00Z") && at >= ts("2030-01-01T00:00:48Z"));
         }
     }
 
