@@ -234,13 +234,30 @@ async fn main() {
         rotation_concurrency,
         work.path(),
     );
-    wait_until(
+    // The clock starts when the caches have synced: /readyz turns 200 once the grant
+    // cache holds the initial list (polled every 20 ms).
+    let synced = std::cell::Cell::new(None);
+    let first_ready = &synced;
+    wait_until_every(
         "every grant checked after the restart",
         Duration::from_secs(600),
-        || async { reconciles(port).await >= n as f64 },
+        Duration::from_millis(20),
+        move || async move {
+            // /readyz until it answers, then /metrics (a scrape of 10,000 grants' series is
+            // not free: at 20 ms it would slow the operator being measured).
+            if first_ready.get().is_none() {
+                if is_ready(port).await {
+                    first_ready.set(Some(started.elapsed()));
+                }
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            reconciles(port).await >= n as f64
+        },
     )
     .await;
     let restart = started.elapsed();
+    let synced = synced.get().unwrap_or(restart);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restart_requests = requests_by(&audit_log, restart_offset, &ns);
     let restart_reconciles = reconciles(port).await;
@@ -337,10 +354,11 @@ async fn main() {
         rss_steady,
     );
     row(
-        "restart: time until every grant checked (process start)",
+        "restart: time until every grant checked (process start; caches synced)",
         format!(
-            "{:.1} s ({restart_reconciles:.0} reconciles)",
-            restart.as_secs_f64()
+            "{:.1} s; {:.1} s after /readyz ({restart_reconciles:.0} reconciles)",
+            restart.as_secs_f64(),
+            restart.saturating_sub(synced).as_secs_f64()
         ),
     );
 
@@ -643,7 +661,15 @@ fn run(command: &mut Command) {
     );
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut done: F)
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_until_every(what, timeout, Duration::from_millis(100), done).await;
+}
+
+async fn wait_until_every<F, Fut>(what: &str, timeout: Duration, every: Duration, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -651,8 +677,16 @@ where
     let deadline = Instant::now() + timeout;
     while !done().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Whether the operator's `/readyz` answers 200 (its caches have synced).
+async fn is_ready(port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    reqwest::get(&url)
+        .await
+        .is_ok_and(|response| response.status().is_success())
 }
 
 async fn namespace(client: &Client, prefix: &str) -> String {
