@@ -303,6 +303,16 @@ mod tests {
         lines(metrics).iter().any(|line| line == expected)
     }
 
+    fn assert_has_lines(metrics: &Metrics, expected: &[&str]) {
+        for expected in expected {
+            assert!(
+                has_line(metrics, expected),
+                "missing {expected:?} in:\n{}",
+                metrics.encode()
+            );
+        }
+    }
+
     fn timestamp(seconds: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(seconds).unwrap()
     }
@@ -388,22 +398,19 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_reconcile(0.02);
         metrics.observe_reconcile(3.0);
-        for expected in [
-            "# TYPE sas_operator_reconcile_duration_seconds histogram",
-            "sas_operator_reconcile_duration_seconds_sum 3.02",
-            "sas_operator_reconcile_duration_seconds_count 2",
-            r#"sas_operator_reconcile_duration_seconds_bucket{le="0.01"} 0"#,
-            r#"sas_operator_reconcile_duration_seconds_bucket{le="0.025"} 1"#,
-            r#"sas_operator_reconcile_duration_seconds_bucket{le="2.5"} 1"#,
-            r#"sas_operator_reconcile_duration_seconds_bucket{le="5.0"} 2"#,
-            r#"sas_operator_reconcile_duration_seconds_bucket{le="+Inf"} 2"#,
-        ] {
-            assert!(
-                has_line(&metrics, expected),
-                "missing {expected:?} in:\n{}",
-                metrics.encode()
-            );
-        }
+        assert_has_lines(
+            &metrics,
+            &[
+                "# TYPE sas_operator_reconcile_duration_seconds histogram",
+                "sas_operator_reconcile_duration_seconds_sum 3.02",
+                "sas_operator_reconcile_duration_seconds_count 2",
+                r#"sas_operator_reconcile_duration_seconds_bucket{le="0.01"} 0"#,
+                r#"sas_operator_reconcile_duration_seconds_bucket{le="0.025"} 1"#,
+                r#"sas_operator_reconcile_duration_seconds_bucket{le="2.5"} 1"#,
+                r#"sas_operator_reconcile_duration_seconds_bucket{le="5.0"} 2"#,
+                r#"sas_operator_reconcile_duration_seconds_bucket{le="+Inf"} 2"#,
+            ],
+        );
     }
 
     #[test]
@@ -412,20 +419,17 @@ mod tests {
         metrics.observe_rotation_lateness(0.05);
         metrics.observe_rotation_lateness(3000.0);
         metrics.observe_rotation_lateness(7200.0);
-        for expected in [
-            "# TYPE sas_operator_rotation_lateness_seconds histogram",
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.1"} 1"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="1800.0"} 1"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="3600.0"} 2"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="+Inf"} 3"#,
-            "sas_operator_rotation_lateness_seconds_count 3",
-        ] {
-            assert!(
-                has_line(&metrics, expected),
-                "missing {expected:?} in:\n{}",
-                metrics.encode()
-            );
-        }
+        assert_has_lines(
+            &metrics,
+            &[
+                "# TYPE sas_operator_rotation_lateness_seconds histogram",
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="0.1"} 1"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="1800.0"} 1"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="3600.0"} 2"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="+Inf"} 3"#,
+                "sas_operator_rotation_lateness_seconds_count 3",
+            ],
+        );
     }
 
     #[test]
@@ -434,18 +438,15 @@ mod tests {
         metrics.observe_rotation_lateness(0.02);
         metrics.observe_rotation_lateness(0.8);
         metrics.observe_rotation_lateness(1.2);
-        for expected in [
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.025"} 1"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="0.75"} 1"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="1.0"} 2"#,
-            r#"sas_operator_rotation_lateness_seconds_bucket{le="1.5"} 3"#,
-        ] {
-            assert!(
-                has_line(&metrics, expected),
-                "missing {expected:?} in:\n{}",
-                metrics.encode()
-            );
-        }
+        assert_has_lines(
+            &metrics,
+            &[
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="0.025"} 1"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="0.75"} 1"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="1.0"} 2"#,
+                r#"sas_operator_rotation_lateness_seconds_bucket{le="1.5"} 3"#,
+            ],
+        );
     }
 
     #[test]
