@@ -8,9 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::{MAX_LENGTH as DURATION_MAX_LENGTH, PATTERN as DURATION_PATTERN};
+use crate::issuer::policy::{
+    POLICY_MAX_PATTERNS, POLICY_NAME_PATTERN_MAX_LENGTH, POLICY_PATH_PATTERN_MAX_LENGTH,
+};
 use crate::reconcile::validate::{
-    DNS_SUBDOMAIN_PATTERN, ENDPOINT_PATTERN, IP_PATTERN, NO_CONTROL_PATTERN, SECRET_KEY_PATTERN,
-    UUID_PATTERN,
+    DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, ENDPOINT_PATTERN, IP_PATTERN, NO_CONTROL_PATTERN,
+    SECRET_KEY_PATTERN, UUID_PATTERN,
 };
 
 // Every pattern, length and rule here has a twin in `reconcile::validate`, which the
@@ -377,6 +380,9 @@ pub struct SasIssuerSpec {
     pub account_key: Option<AccountKeyCredential>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_identity: Option<WorkloadIdentityCredential>,
+    /// What this issuer signs. Absent: everything its credential allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<IssuerPolicy>,
 }
 
 /// A cluster-wide issuer; its key Secret or ServiceAccount lives in the operator's cluster
@@ -409,6 +415,8 @@ pub struct SasIssuerSpec {
 )]
 #[x_kube(validation = Rule::new("has(self.accountKey) != has(self.workloadIdentity)")
     .message("exactly one of accountKey and workloadIdentity must be set"))]
+#[x_kube(validation = Rule::new("has(self.policy)")
+    .message("a ClusterSasIssuer needs spec.policy: the resources, permissions and validity it may sign for other namespaces"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSasIssuerSpec {
     pub storage_account: IssuerStorageAccount,
@@ -416,9 +424,14 @@ pub struct ClusterSasIssuerSpec {
     pub account_key: Option<AccountKeyCredential>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_identity: Option<WorkloadIdentityCredential>,
-    /// Namespaces whose grants may use this issuer, by label. Absent: none may.
+    /// Namespaces whose grants may use this issuer, by name or label. Absent: none may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<NamespaceSelector>,
+    /// What this issuer signs (required): a grant outside it is refused.
+    // Optional here only so that an issuer stored before policies existed still reads; the
+    // controller refuses it (`IssuerPolicyRequired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<IssuerPolicy>,
 }
 
 /// The storage account of an issuer.
@@ -458,10 +471,16 @@ pub struct WorkloadIdentityCredential {
     pub service_account_name: String,
 }
 
-/// A label selector over namespaces (`matchLabels` and `matchExpressions`, as Kubernetes').
+/// Namespaces by name (`names`) or by label (`matchLabels` and `matchExpressions`, as
+/// Kubernetes' label selector): a namespace is allowed when `names` lists it, or when a label
+/// selector is given and matches its labels. `{}` allows every namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceSelector {
+    /// Namespaces allowed by name, whatever their labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), inner(pattern(DNS_LABEL_PATTERN), length(max = 63)))]
+    pub names: Option<Vec<String>>,
     /// Labels a namespace must all have, with these values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_labels: Option<std::collections::BTreeMap<String, String>>,
@@ -489,6 +508,153 @@ pub enum SelectorOperator {
     NotIn,
     Exists,
     DoesNotExist,
+}
+
+/// What an issuer signs: the resource kinds and names, the most permissions per kind, the
+/// longest validity and the protocols. A grant outside it is refused (`DeniedByIssuerPolicy`)
+/// before anything of the issuer's credential is read. Name patterns are globs (`*` any run
+/// of characters, `/` included; `?` one character) matching the whole name, with
+/// `{namespace}` standing for the grant's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(MAX_PERMISSIONS_RULE)
+    .message("every kind listed under policy.resources needs its maxPermissions entry (resources.container needs maxPermissions.container, ...): the letters its grants may ask for"))]
+pub struct IssuerPolicy {
+    /// The resource kinds this issuer signs, each with the names it allows. A kind not listed
+    /// is refused; an account SAS only when `account` is listed.
+    pub resources: PolicyResources,
+    /// The most a grant may ask for, per resource kind: its permission letters must be a
+    /// subset. Every kind listed under `resources` needs an entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_permissions: Option<MaxPermissions>,
+    /// The longest `validity` a grant may ask for (a grant without one asks for 8h), as
+    /// `validity` is written, between 2m and 8760h. Default 8h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = DURATION_MAX_LENGTH))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2m') && duration(self) <= duration('8760h')")
+        .message("maxValidity must be between 2m and 8760h (365d)"))]
+    pub max_validity: Option<String>,
+    /// `https` (default): grants must ask for https only; `https,http` lets them allow http.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<GrantProtocol>,
+}
+
+/// `!has(resources.K) || has(maxPermissions.K)` for every kind K.
+const MAX_PERMISSIONS_RULE: &str = "(!has(self.resources.account) || has(self.maxPermissions) && has(self.maxPermissions.account)) && (!has(self.resources.container) || has(self.maxPermissions) && has(self.maxPermissions.container)) && (!has(self.resources.blob) || has(self.maxPermissions) && has(self.maxPermissions.blob)) && (!has(self.resources.directory) || has(self.maxPermissions) && has(self.maxPermissions.directory)) && (!has(self.resources.share) || has(self.maxPermissions) && has(self.maxPermissions.share)) && (!has(self.resources.file) || has(self.maxPermissions) && has(self.maxPermissions.file)) && (!has(self.resources.queue) || has(self.maxPermissions) && has(self.maxPermissions.queue)) && (!has(self.resources.table) || has(self.maxPermissions) && has(self.maxPermissions.table))";
+
+/// The resource kinds an issuer signs, each with the names it allows (glob patterns, see
+/// [`IssuerPolicy`]).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyResources {
+    /// Account SAS: the services and resource types a grant may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountPolicy>,
+    /// Container SAS: the container names allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<NamesPolicy>,
+    /// Blob SAS: the containers, and optionally the blob names, allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobPolicy>,
+    /// Directory SAS: the containers, and optionally the directory paths, allowed. A
+    /// directory's SAS covers everything below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryPolicy>,
+    /// Share SAS: the share names allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<NamesPolicy>,
+    /// File SAS: the shares, and optionally the file paths, allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePolicy>,
+    /// Queue SAS: the queue names allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NamesPolicy>,
+    /// Table SAS: the table names allowed (matched as written: case counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<NamesPolicy>,
+}
+
+/// The services and resource types of the account SAS an issuer signs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountPolicy {
+    /// Service letters of `bqtf` a grant may ask for.
+    #[schemars(pattern(r"^[bqtf]+$"), length(max = 16))]
+    pub services: String,
+    /// Resource type letters of `sco` a grant may ask for.
+    #[schemars(pattern(r"^[sco]+$"), length(max = 16))]
+    pub resource_types: String,
+}
+
+/// Name patterns of a container, share, queue or table.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NamesPolicy {
+    /// Glob patterns; `{namespace}` is the grant's namespace.
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_NAME_PATTERN_MAX_LENGTH)))]
+    pub names: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BlobPolicy {
+    /// Glob patterns of the container; `{namespace}` is the grant's namespace.
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_NAME_PATTERN_MAX_LENGTH)))]
+    pub containers: Vec<String>,
+    /// Glob patterns of the blob name (`*` crosses `/`). Absent: any blob of those containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_PATH_PATTERN_MAX_LENGTH)))]
+    pub names: Option<Vec<String>>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DirectoryPolicy {
+    /// Glob patterns of the container; `{namespace}` is the grant's namespace.
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_NAME_PATTERN_MAX_LENGTH)))]
+    pub containers: Vec<String>,
+    /// Glob patterns of the directory path (`*` crosses `/`). Absent: any directory of those
+    /// containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_PATH_PATTERN_MAX_LENGTH)))]
+    pub paths: Option<Vec<String>>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FilePolicy {
+    /// Glob patterns of the share; `{namespace}` is the grant's namespace.
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_NAME_PATTERN_MAX_LENGTH)))]
+    pub shares: Vec<String>,
+    /// Glob patterns of the file path (`*` crosses `/`). Absent: any file of those shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = POLICY_MAX_PATTERNS), inner(pattern(NO_CONTROL_PATTERN), length(max = POLICY_PATH_PATTERN_MAX_LENGTH)))]
+    pub paths: Option<Vec<String>>,
+}
+
+/// The most permission letters a grant may ask for, per resource kind.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct MaxPermissions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub blob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub share: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
+    pub table: Option<String>,
 }
 
 /// An issuer's observed state. Never holds a key or a token.

@@ -55,6 +55,28 @@ pub enum Error {
     )]
     NoClusterResourceNamespace { issuer: String },
 
+    #[error("{denial} ({kind} {issuer:?})")]
+    DeniedByIssuerPolicy {
+        kind: &'static str,
+        issuer: String,
+        // Boxed: the largest variant sets the size of every `Result<_, Error>`.
+        denial: Box<crate::issuer::policy::Denial>,
+    },
+
+    #[error(
+        "ClusterSasIssuer {issuer:?} has no spec.policy, so it signs nothing: a ClusterSasIssuer \
+         signs for other namespaces only what its policy allows; add spec.policy to it (see the \
+         README, \"Issuer policy\")"
+    )]
+    IssuerPolicyRequired { issuer: String },
+
+    #[error(
+        "ClusterSasIssuer {issuer:?} cannot be used: the operator runs with the namespaced \
+         install, which may not read cluster-scoped issuers; use a SasIssuer of this namespace, \
+         or install the operator cluster-wide (deploy/)"
+    )]
+    ClusterIssuersNeedClusterInstall { issuer: String },
+
     #[error("workload identity: {0}")]
     WorkloadIdentity(#[from] crate::issuer::identity::IdentityError),
 
@@ -101,6 +123,9 @@ impl Error {
             Error::InvalidIssuer { .. } => "InvalidIssuer",
             Error::IssuerKeySecretNotFound { .. } => "KeySecretNotFound",
             Error::NoClusterResourceNamespace { .. } => "NoClusterResourceNamespace",
+            Error::DeniedByIssuerPolicy { .. } => "DeniedByIssuerPolicy",
+            Error::IssuerPolicyRequired { .. } => "IssuerPolicyRequired",
+            Error::ClusterIssuersNeedClusterInstall { .. } => "ClusterIssuersNeedClusterInstall",
             Error::WorkloadIdentity(err) => err.category(),
             Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),

@@ -33,6 +33,8 @@ pub struct FakeCluster {
     sas_issuers: Mutex<BTreeMap<(String, String), SasIssuer>>,
     cluster_sas_issuers: Mutex<BTreeMap<String, ClusterSasIssuer>>,
     namespaces: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// ClusterSasIssuers are read with a 403, as under the namespaced install.
+    cluster_issuers_forbidden: Mutex<bool>,
     /// Every Secret read, as (namespace, name), in order.
     secret_reads: Mutex<Vec<(String, String)>>,
     /// Runs once, right after the next read of a target Secret (to change the world between
@@ -99,6 +101,12 @@ impl FakeCluster {
             .lock()
             .unwrap()
             .insert(name.to_string(), labels);
+    }
+
+    /// From now on a ClusterSasIssuer read is refused (403), as the namespaced install's RBAC
+    /// refuses it.
+    pub fn forbid_cluster_issuers(&self) {
+        *self.cluster_issuers_forbidden.lock().unwrap() = true;
     }
 
     /// Every Secret read so far, as (namespace, name).
@@ -179,6 +187,16 @@ impl Cluster for FakeCluster {
     }
 
     async fn cluster_sas_issuer(&self, name: &str) -> Result<Option<ClusterSasIssuer>, Error> {
+        if *self.cluster_issuers_forbidden.lock().unwrap() {
+            return Err(Error::Kube(kube::Error::Api(
+                kube::core::Status::failure(
+                    &format!("clustersasissuers.sas-operator.io {name:?} is forbidden"),
+                    "Forbidden",
+                )
+                .with_code(403)
+                .boxed(),
+            )));
+        }
         Ok(self.cluster_sas_issuers.lock().unwrap().get(name).cloned())
     }
 

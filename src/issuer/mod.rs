@@ -4,11 +4,14 @@
 //! its own namespace) or an `issuerRef`. A `SasIssuer` is looked up in the grant's namespace
 //! only, so a namespace cannot borrow another namespace's credentials; a `ClusterSasIssuer`
 //! keeps its credential in the operator's cluster resource namespace and serves only the
-//! namespaces its `allowedNamespaces` selector matches. That check comes before anything of the
+//! namespaces its `allowedNamespaces` selector matches. Then the issuer's `policy` decides what
+//! it signs (required on a `ClusterSasIssuer`). Both checks come before anything of the
 //! credential is read.
 
+pub mod glob;
 pub mod identity;
 pub mod keys;
+pub mod policy;
 pub mod selector;
 pub mod status;
 
@@ -18,8 +21,8 @@ use jiff::Timestamp;
 
 use crate::cluster::Cluster;
 use crate::crd::{
-    AccountKeyCredential, DEFAULT_KEY_NAME, IssuerKind, IssuerStorageAccount, KeySecretRef,
-    StorageAccount, WorkloadIdentityCredential,
+    AccountKeyCredential, DEFAULT_KEY_NAME, IssuerKind, IssuerPolicy, IssuerStorageAccount,
+    KeySecretRef, SasGrantSpec, StorageAccount, WorkloadIdentityCredential,
 };
 use crate::error::Error;
 use crate::reconcile::grant::CredentialSource;
@@ -62,6 +65,8 @@ pub struct IssuerEnv<'a> {
     /// The grant's resource (a user delegation SAS serves blob resources only).
     pub resource: &'a Resource,
     pub backdate: Duration,
+    /// The grant's spec: what the issuer's policy is checked against.
+    pub grant: &'a SasGrantSpec,
 }
 
 /// An issuer's spec, whichever its kind.
@@ -71,16 +76,44 @@ struct IssuerSpec<'a> {
     account: &'a IssuerStorageAccount,
     account_key: Option<&'a AccountKeyCredential>,
     workload_identity: Option<&'a WorkloadIdentityCredential>,
+    policy: Option<&'a IssuerPolicy>,
 }
 
 impl IssuerSpec<'_> {
     fn validate(&self) -> Result<(), Error> {
-        validate::issuer(self.account, self.account_key, self.workload_identity).map_err(|reason| {
-            Error::InvalidIssuer {
+        validate::issuer(self.account, self.account_key, self.workload_identity)
+            .and_then(|()| self.policy.map_or(Ok(()), policy::check))
+            .map_err(|reason| Error::InvalidIssuer {
                 kind: self.kind.as_str(),
                 name: self.name.to_string(),
                 reason,
-            }
+            })
+    }
+
+    /// Whether the issuer's policy allows the grant of `namespace`. A `SasIssuer` without a
+    /// policy allows everything its credential allows (its namespace's own key or identity);
+    /// a `ClusterSasIssuer` without one signs nothing.
+    fn admit(&self, namespace: &str, env: &IssuerEnv<'_>) -> Result<(), Error> {
+        let Some(policy) = self.policy else {
+            return match self.kind {
+                IssuerKind::SasIssuer => Ok(()),
+                IssuerKind::ClusterSasIssuer => Err(Error::IssuerPolicyRequired {
+                    issuer: self.name.to_string(),
+                }),
+            };
+        };
+        let request = policy::Request {
+            namespace,
+            resource: env.resource,
+            permissions: &env.grant.permissions,
+            validity: env.validity,
+            validity_text: env.grant.validity.as_deref(),
+            protocol: env.grant.protocol,
+        };
+        policy::evaluate(policy, &request).map_err(|denial| Error::DeniedByIssuerPolicy {
+            kind: self.kind.as_str(),
+            issuer: self.name.to_string(),
+            denial: Box::new(denial),
         })
     }
 }
@@ -136,9 +169,10 @@ pub async fn resolve<C: Cluster>(
                 account: &issuer.spec.storage_account,
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
+                policy: issuer.spec.policy.as_ref(),
             };
             let id = format!("SasIssuer/{namespace}/{}", reference.name);
-            let result = match spec.validate() {
+            let result = match spec.validate().and_then(|()| spec.admit(namespace, env)) {
                 Ok(()) => credential_of(cluster, &spec, namespace, &id, env).await,
                 Err(err) => Err(err),
             };
@@ -153,16 +187,22 @@ pub async fn resolve<C: Cluster>(
             result
         }
         IssuerKind::ClusterSasIssuer => {
-            let issuer = cluster
-                .cluster_sas_issuer(&reference.name)
-                .await?
-                .ok_or_else(not_found)?;
+            let issuer = match cluster.cluster_sas_issuer(&reference.name).await {
+                // The namespaced install has no access to cluster-scoped objects.
+                Err(Error::Kube(kube::Error::Api(status))) if status.code == 403 => {
+                    return Err(Error::ClusterIssuersNeedClusterInstall {
+                        issuer: reference.name.clone(),
+                    });
+                }
+                found => found?.ok_or_else(not_found)?,
+            };
             let spec = IssuerSpec {
                 kind: IssuerKind::ClusterSasIssuer,
                 name: &reference.name,
                 account: &issuer.spec.storage_account,
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
+                policy: issuer.spec.policy.as_ref(),
             };
             let target = status::IssuerTarget {
                 kind: IssuerKind::ClusterSasIssuer,
@@ -177,19 +217,28 @@ pub async fn resolve<C: Cluster>(
                 return result;
             }
             // Who may use it, before anything of its credential is read.
-            let labels = match &issuer.spec.allowed_namespaces {
-                Some(_) => cluster.namespace_labels(namespace).await?,
-                None => None,
-            };
-            let allowed = match (&issuer.spec.allowed_namespaces, &labels) {
-                (Some(selector), Some(labels)) => selector::matches(selector, labels),
-                _ => false,
+            let allowed = match &issuer.spec.allowed_namespaces {
+                Some(selector) => {
+                    let labels = if selector::needs_labels(selector, namespace) {
+                        cluster.namespace_labels(namespace).await?
+                    } else {
+                        Some(Default::default())
+                    };
+                    labels.is_some_and(|labels| selector::matches(selector, namespace, &labels))
+                }
+                None => false,
             };
             if !allowed {
                 return Err(Error::IssuerNotAllowed {
                     issuer: reference.name.clone(),
                     namespace: namespace.to_string(),
                 });
+            }
+            // What it signs, before anything of its credential is read.
+            if let Err(err) = spec.admit(namespace, env) {
+                let result = Err(err);
+                status::report(cluster, &target, &result, env.now).await?;
+                return result;
             }
             let home = env.cluster_resource_namespace.ok_or_else(|| {
                 Error::NoClusterResourceNamespace {

@@ -81,7 +81,8 @@ pub fn desired(
 }
 
 /// Whether a grant's failure says something about the issuer (its credential) rather than
-/// about the grant or the API server.
+/// about the grant (a namespace it does not allow, a grant outside its policy) or the API
+/// server.
 fn concerns_issuer(err: &Error) -> bool {
     !matches!(
         err,
@@ -89,6 +90,8 @@ fn concerns_issuer(err: &Error) -> bool {
             | Error::LeadershipLost
             | Error::ReconcileTimeout { .. }
             | Error::IssuerNotAllowed { .. }
+            | Error::DeniedByIssuerPolicy { .. }
+            | Error::ClusterIssuersNeedClusterInstall { .. }
     ) && !matches!(
         err,
         Error::WorkloadIdentity(super::identity::IdentityError::Unsupported(_))

@@ -341,6 +341,7 @@ async fn sync<C: Cluster>(
         validity: plan.validity,
         resource: &plan.resource,
         backdate: ctx.backdate,
+        grant: &grant.spec,
     };
     let resolved = crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
     let key = resolved.secret_key().clone();

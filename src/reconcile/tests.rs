@@ -439,6 +439,11 @@ fn cluster_issuer_context(labels: &[(&str, &str)]) -> Arc<Context<FakeCluster>> 
             "storageAccount": {"name": "platformacct"},
             "accountKey": {"secretRef": {"name": "platform-keys", "key": "key1"}},
             "allowedNamespaces": {"matchLabels": {"storage-access": "granted"}},
+            "policy": {
+                "resources": {"container": {"names": ["{namespace}-*", "data"]}},
+                "maxPermissions": {"container": "rl"},
+                "maxValidity": "24h",
+            },
         }
     }))
     .unwrap();
@@ -599,6 +604,210 @@ async fn a_workload_identity_issuer_refuses_what_a_user_delegation_sas_cannot_do
     }
     assert!(ctx.cluster.secret_reads().is_empty());
     assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+// ----- issuer policy -----
+
+/// The `platform` ClusterSasIssuer of [`cluster_issuer_context`], changed by `edit`.
+async fn edit_platform(
+    ctx: &Context<FakeCluster>,
+    edit: impl FnOnce(&mut crate::crd::ClusterSasIssuerSpec),
+) {
+    let mut issuer = ctx
+        .cluster
+        .cluster_sas_issuer("platform")
+        .await
+        .unwrap()
+        .unwrap();
+    edit(&mut issuer.spec);
+    ctx.cluster.put_cluster_sas_issuer(issuer);
+}
+
+fn condition_message(grant: SasGrant, writes: &[Write]) -> String {
+    let status = with_written_status(grant, writes).status;
+    status::ready_condition(status.as_ref())
+        .expect("a Ready condition")
+        .message
+        .clone()
+}
+
+#[tokio::test]
+async fn a_grant_outside_the_issuer_policy_is_denied_before_its_key_is_read() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    let mut grant = issued_grant("ClusterSasIssuer", "platform");
+    grant.spec.resource = serde_json::from_value(
+        serde_json::json!({"account": {"services": "bqtf", "resourceTypes": "sco"}}),
+    )
+    .unwrap();
+    grant.spec.permissions = "rwdxylacupfti".into();
+    grant.spec.validity = Some("8760h".into());
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "DeniedByIssuerPolicy");
+    let writes = ctx.cluster.writes();
+    assert_eq!(
+        kinds(&writes),
+        ["Event", "status"],
+        "no Secret, no issuer status"
+    );
+    assert!(matches!(&writes[0], Write::Event(event)
+        if event.severity == Severity::Warning && event.reason == "DeniedByIssuerPolicy"));
+    assert_eq!(
+        condition_message(grant, &writes),
+        "spec.resource.account is not allowed: the issuer's policy lists no resources.account \
+         (it signs container) (ClusterSasIssuer \"platform\")"
+    );
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+    assert!(
+        ctx.cluster.secret_reads().is_empty(),
+        "read {:?}",
+        ctx.cluster.secret_reads()
+    );
+}
+
+#[tokio::test]
+async fn permissions_beyond_the_issuer_policy_are_denied_naming_the_field_and_the_limit() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    let mut grant = issued_grant("ClusterSasIssuer", "platform");
+    grant.spec.permissions = "rwdl".into();
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.permissions \"rwdl\" exceeds the issuer's maxPermissions.container \"rl\" \
+         (not allowed: \"wd\") (ClusterSasIssuer \"platform\")"
+    );
+    assert!(ctx.cluster.secret_reads().is_empty());
+}
+
+#[tokio::test]
+async fn a_tightened_policy_denies_a_ready_grant_and_leaves_its_secret_as_it_is() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    run(&grant, &ctx).await.unwrap();
+    let ready = with_written_status(grant, &ctx.cluster.writes());
+    let before = ctx
+        .cluster
+        .secret(NS, "app")
+        .expect("the Secret was created");
+    let writes_before = ctx.cluster.writes().len();
+
+    edit_platform(&ctx, |spec| {
+        spec.policy.as_mut().unwrap().max_permissions = Some(crate::crd::MaxPermissions {
+            container: Some("l".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    let err = run(&ready, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "DeniedByIssuerPolicy");
+    let writes = &ctx.cluster.writes()[writes_before..];
+    assert_eq!(kinds(writes), ["Event", "status"]);
+    assert_eq!(
+        ctx.cluster.secret(NS, "app"),
+        Some(before),
+        "the valid token stays in its Secret"
+    );
+    let denied = with_written_status(ready.clone(), writes);
+    let status = denied.status.as_ref().unwrap();
+    assert_eq!(
+        status.expires_at,
+        ready.status.as_ref().unwrap().expires_at,
+        "status still shows the token the Secret holds"
+    );
+
+    edit_platform(&ctx, |spec| {
+        spec.policy.as_mut().unwrap().max_permissions = Some(crate::crd::MaxPermissions {
+            container: Some("rl".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    run(&denied, &ctx).await.unwrap();
+    assert_eq!(
+        ready_reason(denied, &ctx.cluster.writes()),
+        ("True".into(), "TokenValid".into())
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_without_a_policy_signs_nothing_and_says_so_on_the_issuer() {
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    edit_platform(&ctx, |spec| spec.policy = None).await;
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "IssuerPolicyRequired");
+    assert!(err.to_string().contains("add spec.policy"), "{err}");
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["issuer status", "Event", "status"]);
+    assert!(matches!(&writes[0], Write::IssuerStatus(name, status)
+        if name == "ClusterSasIssuer/platform"
+            && status.conditions[0].reason == "IssuerPolicyRequired"));
+    assert!(ctx.cluster.secret_reads().is_empty());
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+#[tokio::test]
+async fn a_sas_issuer_with_a_policy_is_held_to_it_and_one_without_allows_what_its_key_allows() {
+    let ctx = context();
+    let mut issuer: crate::crd::SasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": NS},
+        "spec": {
+            "storageAccount": {"name": "acct"},
+            "accountKey": {"secretRef": {"name": "keys"}},
+        }
+    }))
+    .unwrap();
+    ctx.cluster.put_sas_issuer(issuer.clone());
+    let mut grant = issued_grant("SasIssuer", "team");
+    grant.spec.resource = serde_json::from_value(
+        serde_json::json!({"account": {"services": "bqtf", "resourceTypes": "sco"}}),
+    )
+    .unwrap();
+    run(&grant, &ctx).await.unwrap();
+
+    issuer.spec.policy = Some(
+        serde_json::from_value(serde_json::json!({
+            "resources": {"container": {"names": ["*"]}},
+            "maxPermissions": {"container": "r"},
+        }))
+        .unwrap(),
+    );
+    ctx.cluster.put_sas_issuer(issuer);
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "DeniedByIssuerPolicy");
+    assert!(err.to_string().ends_with("(SasIssuer \"team\")"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_under_the_namespaced_install_is_reported_as_needing_the_cluster_install()
+{
+    let ctx = cluster_issuer_context(&[("storage-access", "granted")]);
+    ctx.cluster.forbid_cluster_issuers();
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "ClusterIssuersNeedClusterInstall");
+    assert!(!err.is_transient());
+    let writes = ctx.cluster.writes();
+    assert_eq!(kinds(&writes), ["Event", "status"]);
+    let message = condition_message(grant, &writes);
+    assert!(message.contains("namespaced install"), "{message}");
+    assert!(message.contains("SasIssuer of this namespace"), "{message}");
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_allows_a_namespace_listed_by_name_whatever_its_labels() {
+    let ctx = cluster_issuer_context(&[("storage-access", "denied")]);
+    edit_platform(&ctx, |spec| {
+        spec.allowed_namespaces.as_mut().unwrap().names = Some(vec![NS.into()]);
+    })
+    .await;
+    let grant = issued_grant("ClusterSasIssuer", "platform");
+    run(&grant, &ctx).await.unwrap();
+    assert_eq!(
+        ready_reason(grant, &ctx.cluster.writes()),
+        ("True".into(), "TokenValid".into())
+    );
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub const NAME_MAX_LENGTH: usize = 253;
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// Namespace names (DNS-1123 label).
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// Entra client and tenant ids.
 pub const UUID_PATTERN: &str =
@@ -97,6 +99,8 @@ pub enum SpecError {
     },
     #[error("validity must be between 2m and 8760h (365d)")]
     ValidityOutOfRange,
+    #[error("policy.maxValidity must be between 2m and 8760h (365d)")]
+    MaxValidityOutOfRange,
     #[error(
         "renewBefore must be shorter than validity by at least max(1m, validity/10), so a token stays in use that long"
     )]
@@ -129,7 +133,9 @@ impl SpecError {
         match self {
             SpecError::Name { .. } => "InvalidName",
             SpecError::Duration { .. } => "InvalidDuration",
-            SpecError::ValidityOutOfRange => "ValidityOutOfRange",
+            SpecError::ValidityOutOfRange | SpecError::MaxValidityOutOfRange => {
+                "ValidityOutOfRange"
+            }
             SpecError::RenewalMarginTooShort => "RenewalMarginTooShort",
             SpecError::Endpoint { .. } => "InvalidEndpoint",
             SpecError::Ip { .. } => "InvalidIp",
@@ -355,7 +361,7 @@ pub fn leaves_margin(validity: Duration, renew_before: Duration) -> bool {
     !renew_before.is_zero() && in_use >= MIN_USE && in_use.as_nanos() * 10 >= validity.as_nanos()
 }
 
-fn duration_field(field: &'static str, text: &str) -> Result<Duration, SpecError> {
+pub(crate) fn duration_field(field: &'static str, text: &str) -> Result<Duration, SpecError> {
     duration::parse(text).map_err(|reason| SpecError::Duration {
         field,
         value: shown(text),
@@ -533,7 +539,7 @@ pub fn ip(value: &str) -> Result<(), SpecError> {
 }
 
 /// A non-empty string of at most `max` characters with no control characters.
-fn text(field: &'static str, value: &str, max: usize) -> Result<(), SpecError> {
+pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Result<(), SpecError> {
     if value.is_empty() {
         return Err(SpecError::Empty { field });
     }
@@ -549,7 +555,7 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn letters(
+pub(crate) fn letters(
     field: &'static str,
     value: &str,
     pattern: &'static str,
@@ -560,7 +566,7 @@ fn letters(
     })
 }
 
-fn pattern_field(
+pub(crate) fn pattern_field(
     field: &'static str,
     value: &str,
     max: usize,
@@ -596,7 +602,7 @@ fn is_lower_alnum(b: u8) -> bool {
 
 /// A value for an error message: escaped (no control character reaches a log line or an
 /// Event) and cut to 64 characters.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     const MAX: usize = 64;
     let mut cut: String = value.chars().take(MAX).collect();
     if cut.len() < value.len() {
