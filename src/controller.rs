@@ -127,6 +127,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let cluster_issuers = config.namespaces.is_empty() || may_watch_cluster_issuers(&client).await;
     tracing::info!(
         namespaces = ?config.namespaces,
         reconcile_timeout_seconds = reconcile_timeout.as_secs_f64(),
@@ -135,11 +136,14 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let all_synced = AllSynced::new(scopes.len(), readiness.clone());
     let (stores, controllers): (Vec<_>, Vec<_>) = scopes
         .into_iter()
-        .map(|scope| {
+        .map(|namespace| {
             scope_controller(
                 clients.watches.clone(),
                 health.clone(),
-                scope,
+                Scope {
+                    namespace,
+                    cluster_issuers,
+                },
                 ctx.clone(),
                 config.concurrency,
                 stopped(stopping.clone()),
@@ -302,18 +306,70 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
+/// What one controller watches.
+struct Scope {
+    /// One namespace, or all of them.
+    namespace: Option<String>,
+    /// Whether ClusterSasIssuers are watched too (see [`may_watch_cluster_issuers`]).
+    cluster_issuers: bool,
+}
+
+/// Whether the operator may list and watch ClusterSasIssuers although it watches chosen
+/// namespaces only: so with the cluster-wide install's RBAC, not the namespaced install's (its
+/// watch would meet a 403 on every retry). Asked with a SelfSubjectAccessReview, which every
+/// authenticated user may create; without an answer, they are not watched (a grant then sees a
+/// changed ClusterSasIssuer at its next retry or renewal).
+async fn may_watch_cluster_issuers(client: &Client) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let reviews = Api::<SelfSubjectAccessReview>::all(client.clone());
+    for verb in ["list", "watch"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("sas-operator.io".into()),
+                    resource: Some("clustersasissuers".into()),
+                    verb: Some(verb.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match reviews.create(&Default::default(), &review).await {
+            Ok(answer) if answer.status.as_ref().is_some_and(|status| status.allowed) => {}
+            Ok(_) => {
+                tracing::info!(
+                    "ClusterSasIssuers are not watched: this install may not {verb} them (a grant naming one gets ClusterIssuersNeedClusterInstall)"
+                );
+                return false;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not ask whether ClusterSasIssuers may be watched; they are not");
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// One controller over one namespace (or all of them): its grant store, and the future that
 /// runs it until `shutdown`. The controller starts once the owned-Secret cache has listed, so
 /// that no reconcile takes a Secret of ours for a missing one.
 fn scope_controller(
     client: Client,
     health: ApiHealth,
-    namespace: Option<String>,
+    scope: Scope,
     ctx: Arc<Context<KubeCluster>>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     all_synced: AllSynced,
 ) -> (Store<SasGrant>, impl Future<Output = ()> + Send) {
+    let Scope {
+        namespace,
+        cluster_issuers,
+    } = scope;
     let client_for_issuers = client.clone();
     let (grants, secrets, owned) = match &namespace {
         Some(ns) => (
@@ -400,6 +456,7 @@ fn scope_controller(
         .reconcile_on(issuer_triggers(
             client_for_issuers,
             namespace.clone(),
+            cluster_issuers,
             store.clone(),
         ))
         // Each watch waits out its own failures (above); a pause of all triggers would hold back
@@ -591,13 +648,15 @@ fn grants_touched_by(
     touched
 }
 
-/// Grants to reconcile when an issuer changes: every grant of the scope that names it. Issuers
-/// are watched as metadata (the reconcile GETs the one it needs). `SasIssuer`s are watched in
-/// the scope; `ClusterSasIssuer`s only by an all-namespaces scope (a namespaced install may not
-/// list them; there a grant picks up a changed cluster issuer at its next retry or renewal).
+/// Grants to reconcile when an issuer changes (its credential, its policy): every grant of the
+/// scope that names it. Issuers are watched as metadata (the reconcile GETs the one it needs).
+/// `SasIssuer`s are watched in the scope; `ClusterSasIssuer`s when `cluster_issuers` (the
+/// namespaced install may not list them; there a grant picks up a changed cluster issuer at
+/// its next retry or renewal).
 fn issuer_triggers(
     client: Client,
     namespace: Option<String>,
+    cluster_issuers: bool,
     grants: Store<SasGrant>,
 ) -> impl futures::Stream<Item = ObjectRef<SasGrant>> + Send + 'static {
     use crate::crd::{ClusterSasIssuer, IssuerKind, SasIssuer};
@@ -613,7 +672,7 @@ fn issuer_triggers(
             found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
         })
         .boxed();
-    let changes = if namespace.is_none() {
+    let changes = if cluster_issuers {
         let cluster = watcher(
             Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
             config(),
