@@ -263,9 +263,11 @@ EOF
   write_kubeconfig "$dir/node.kubeconfig" "$server" "$dir/pki/apiserver.crt" \
     "system:node:$NODE_NAME" "$node_token"
 
+  # clusterrole-aggregation-controller: the built-in view/edit/admin ClusterRoles take in
+  # deploy/'s aggregated roles, as on any cluster (tests/hostile/tenancy.rs).
   start_daemon "$dir" kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false --secure-port 0 \
-    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,node-lifecycle-controller \
+    --controllers clusterrole-aggregation-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,node-lifecycle-controller \
     --service-account-private-key-file "$dir/pki/sa.key" \
     --root-ca-file "$dir/pki/apiserver.crt"
   # The serviceaccount controller creating `default` in `default` proves the controllers run.
