@@ -721,3 +721,286 @@ async fn every_example_grant_is_admitted_and_planned() {
     }
     assert!(grants >= 5, "examples/ holds {grants} SasGrants");
 }
+
+// ---- issuers: policy and allowedNamespaces ----
+
+/// A valid ClusterSasIssuer whose spec is then edited by a case.
+fn cluster_issuer_spec() -> Value {
+    json!({
+        "storageAccount": {"name": "acct"},
+        "accountKey": {"secretRef": {"name": "keys"}},
+        "allowedNamespaces": {"matchLabels": {"storage-access": "granted"}},
+        "policy": {
+            "resources": {
+                "container": {"names": ["{namespace}-*", "shared-reports"]},
+                "blob": {"containers": ["{namespace}-*"], "names": ["reports/*"]},
+                "queue": {"names": ["{namespace}-*"]},
+            },
+            "maxPermissions": {"container": "rl", "blob": "rw", "queue": "rap"},
+            "maxValidity": "24h",
+            "protocols": "https",
+        },
+    })
+}
+
+/// `patch` merged into `target` (`null` removes a key).
+fn merged(mut target: Value, patch: Value) -> Value {
+    fn merge(target: &mut Value, patch: Value) {
+        match (target, patch) {
+            (Value::Object(target), Value::Object(patch)) => {
+                for (key, value) in patch {
+                    if value.is_null() {
+                        target.remove(&key);
+                    } else {
+                        merge(target.entry(key).or_insert(Value::Null), value);
+                    }
+                }
+            }
+            (target, patch) => *target = patch,
+        }
+    }
+    merge(&mut target, patch);
+    target
+}
+
+/// What admission says of an issuer (a dry run: nothing is stored), as any object, so that a
+/// value the Rust types could not even hold is tried too.
+async fn issuer_admitted(
+    client: &kube::Client,
+    kind: &str,
+    ns: &str,
+    spec: Value,
+) -> Result<(), String> {
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::core::GroupVersionKind;
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sas-operator.io", "v1alpha1", kind),
+        &format!("{}s", kind.to_ascii_lowercase()),
+    );
+    let api = match kind {
+        "ClusterSasIssuer" => Api::<DynamicObject>::all_with(client.clone(), &resource),
+        _ => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+    };
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "admission-issuer"},
+        "spec": spec,
+    }))
+    .unwrap();
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+            Err(status.message)
+        }
+        Err(other) => panic!("dry-run create of a {kind} failed for another reason: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn issuer_policies_and_allowed_namespaces_are_checked_at_admission_as_the_controller_checks_them()
+ {
+    let (client, ns) = operator::namespace("admission-issuers").await;
+    operator::install_deploy_directory();
+    let issuers = Api::<sas_operator::crd::ClusterSasIssuer>::all(client.clone());
+    operator::wait_for(
+        "the ClusterSasIssuer CRD to be served",
+        std::time::Duration::from_secs(30),
+        || async { issuers.list_metadata(&Default::default()).await.ok() },
+    )
+    .await;
+    // (what, the edit of the ClusterSasIssuer spec, a fragment of the refusal or None when
+    // admitted, whether the controller's check of a stored policy repeats the verdict: not for
+    // a missing policy or maxPermissions entry, refused per grant with the fix in the message,
+    // nor for allowedNamespaces' names, only ever compared for equality).
+    let long_name = "n".repeat(129);
+    let cases: Vec<(&str, Value, Option<&str>, bool)> = vec![
+        ("the valid issuer", json!({}), None, true),
+        (
+            "no policy",
+            json!({"policy": null}),
+            Some("a ClusterSasIssuer needs spec.policy"),
+            false,
+        ),
+        (
+            "a kind without maxPermissions",
+            json!({"policy": {"resources": {"share": {"names": ["*"]}}}}),
+            Some("needs its maxPermissions entry"),
+            false,
+        ),
+        (
+            "no maxPermissions at all",
+            json!({"policy": {"maxPermissions": null}}),
+            Some("needs its maxPermissions entry"),
+            false,
+        ),
+        (
+            "a maxPermissions entry for a kind not listed",
+            json!({"policy": {"maxPermissions": {"table": "r"}}}),
+            None,
+            true,
+        ),
+        (
+            "maxValidity above a year",
+            json!({"policy": {"maxValidity": "8761h"}}),
+            Some("maxValidity must be between 2m and 8760h"),
+            true,
+        ),
+        (
+            "maxValidity below two minutes",
+            json!({"policy": {"maxValidity": "119s"}}),
+            Some("maxValidity must be between 2m and 8760h"),
+            true,
+        ),
+        (
+            "maxValidity in days",
+            json!({"policy": {"maxValidity": "1d"}}),
+            Some("spec.policy.maxValidity"),
+            true,
+        ),
+        (
+            "maxValidity of a year",
+            json!({"policy": {"maxValidity": "8760h"}}),
+            None,
+            true,
+        ),
+        (
+            "protocols http alone",
+            json!({"policy": {"protocols": "http"}}),
+            Some("spec.policy.protocols"),
+            false,
+        ),
+        (
+            "protocols https,http",
+            json!({"policy": {"protocols": "https,http"}}),
+            None,
+            true,
+        ),
+        (
+            "permission letters no kind has",
+            json!({"policy": {"maxPermissions": {"container": "rl!"}}}),
+            Some("spec.policy.maxPermissions.container"),
+            true,
+        ),
+        (
+            "account services beyond bqtf",
+            json!({"policy": {
+                "resources": {"account": {"services": "bx", "resourceTypes": "sco"}},
+                "maxPermissions": {"account": "r"},
+            }}),
+            Some("spec.policy.resources.account.services"),
+            true,
+        ),
+        (
+            "an account SAS listed with its maxPermissions",
+            json!({"policy": {
+                "resources": {"account": {"services": "b", "resourceTypes": "co"}},
+                "maxPermissions": {"account": "rl"},
+            }}),
+            None,
+            true,
+        ),
+        (
+            "seventeen name patterns",
+            json!({"policy": {"resources": {"queue": {"names": vec!["q"; 17]}}}}),
+            Some("spec.policy.resources.queue.names"),
+            true,
+        ),
+        (
+            "a name pattern of 129 characters",
+            json!({"policy": {"resources": {"queue": {"names": [long_name]}}}}),
+            Some("spec.policy.resources.queue.names"),
+            true,
+        ),
+        (
+            "a line break in a pattern",
+            json!({"policy": {"resources": {"container": {"names": ["a\nb"]}}}}),
+            Some("spec.policy.resources.container.names"),
+            true,
+        ),
+        (
+            "an empty pattern",
+            json!({"policy": {"resources": {"container": {"names": [""]}}}}),
+            Some("spec.policy.resources.container.names"),
+            true,
+        ),
+        (
+            "a blob entry without containers",
+            json!({"policy": {"resources": {"blob": {"containers": null}}}}),
+            Some("spec.policy.resources.blob.containers"),
+            false,
+        ),
+        (
+            "no resources",
+            json!({"policy": {"resources": null}}),
+            Some("spec.policy.resources"),
+            false,
+        ),
+        (
+            "allowedNamespaces by name",
+            json!({"allowedNamespaces": {"names": ["team-a", "team-b"]}}),
+            None,
+            false,
+        ),
+        (
+            "allowedNamespaces naming a namespace that cannot exist",
+            json!({"allowedNamespaces": {"names": ["Team_A"]}}),
+            Some("spec.allowedNamespaces.names"),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, edit, refusal, controller_repeats) in &cases {
+        let spec = merged(cluster_issuer_spec(), edit.clone());
+        let server = issuer_admitted(&client, "ClusterSasIssuer", &ns, spec.clone()).await;
+        match (&server, refusal) {
+            (Ok(()), None) => {}
+            (Err(message), Some(fragment)) if message.contains(fragment) => {}
+            _ => failures.push(format!(
+                "{what}: expected {refusal:?}, admission said {server:?}"
+            )),
+        }
+        if *controller_repeats {
+            let policy: sas_operator::crd::IssuerPolicy =
+                serde_json::from_value(spec["policy"].clone()).expect("a well-typed policy");
+            let controller = sas_operator::issuer::policy::check(&policy);
+            if controller.is_ok() != server.is_ok() {
+                failures.push(format!(
+                    "{what}: admission {server:?}, controller {controller:?}"
+                ));
+            }
+        }
+    }
+    // `policy: null` is no policy either.
+    let mut null_policy = cluster_issuer_spec();
+    null_policy["policy"] = Value::Null;
+    match issuer_admitted(&client, "ClusterSasIssuer", &ns, null_policy).await {
+        Err(message) if message.contains("needs spec.policy") => {}
+        other => failures.push(format!("policy: null: {other:?}")),
+    }
+    // A namespaced SasIssuer may go without a policy; one it has is checked the same way.
+    let sas_issuer = merged(
+        cluster_issuer_spec(),
+        json!({"allowedNamespaces": null, "policy": null}),
+    );
+    if let Err(message) = issuer_admitted(&client, "SasIssuer", &ns, sas_issuer.clone()).await {
+        failures.push(format!(
+            "a SasIssuer without a policy was refused: {message}"
+        ));
+    }
+    let lacking = merged(
+        sas_issuer,
+        json!({"policy": {"resources": {"queue": {"names": ["q"]}}}}),
+    );
+    match issuer_admitted(&client, "SasIssuer", &ns, lacking).await {
+        Err(message) if message.contains("needs its maxPermissions entry") => {}
+        other => failures.push(format!(
+            "a SasIssuer policy without maxPermissions: {other:?}"
+        )),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

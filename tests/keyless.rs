@@ -46,7 +46,8 @@ async fn label_namespace(client: &Client, ns: &str, labels: serde_json::Value) {
 }
 
 /// A `ClusterSasIssuer` for Azurite's dev account with its key in Secret `key_secret` of the
-/// cluster resource namespace, allowing namespaces labelled `storage-access: <allow_label>`.
+/// cluster resource namespace, allowing namespaces labelled `storage-access: <allow_label>` to
+/// read and list their own container `c-<namespace>` (over http too: Azurite's).
 async fn create_cluster_issuer(client: &Client, name: &str, key_secret: &str, allow_label: &str) {
     let azurite = common::azurite();
     let issuer: ClusterSasIssuer = serde_json::from_value(json!({
@@ -60,6 +61,11 @@ async fn create_cluster_issuer(client: &Client, name: &str, key_secret: &str, al
             },
             "accountKey": {"secretRef": {"name": key_secret, "key": "key1"}},
             "allowedNamespaces": {"matchLabels": {"storage-access": allow_label}},
+            "policy": {
+                "resources": {"container": {"names": ["c-{namespace}"]}},
+                "maxPermissions": {"container": "rl"},
+                "protocols": "https,http",
+            },
         }
     }))
     .expect("a valid ClusterSasIssuer");

@@ -216,6 +216,11 @@ async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
             "storageAccount": account,
             "accountKey": {"secretRef": {"name": "rbac-platform-keys"}},
             "allowedNamespaces": {"matchLabels": {"storage-access": "rbac"}},
+            "policy": {
+                "resources": {"container": {"names": ["c-{namespace}"]}},
+                "maxPermissions": {"container": "rl"},
+                "protocols": "https,http",
+            },
         },
     });
     Api::<sas_operator::crd::ClusterSasIssuer>::all(client.clone())
