@@ -1,5 +1,5 @@
-//! Hostile grants: what a user who may create SasGrants in one namespace, and nothing else,
-//! can make the operator do. Every test runs the real operator under `deploy/`'s ServiceAccount
+//! Hostile grants: what a user who may create SasGrants (and SasIssuers) in one namespace, and
+//! nothing else, can make the operator do. Every test runs the real operator under `deploy/`'s ServiceAccount
 //! and RBAC against the real control plane, and asserts that the hostile spec is refused with
 //! a clear `Ready=False` reason or an admission error, that no known secret value reaches the
 //! operator's log, that other namespaces' grants are not delayed, and that writes stay bounded.
@@ -18,3 +18,6 @@ mod secrets;
 
 #[path = "hostile/runtime.rs"]
 mod runtime;
+
+#[path = "hostile/tenancy.rs"]
+mod tenancy;
