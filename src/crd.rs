@@ -631,27 +631,35 @@ pub struct FilePolicy {
 /// The most permission letters a grant may ask for, per resource kind.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct MaxPermissions {
+    /// Permission letters an account grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub account: Option<String>,
+    /// Permission letters a container grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub container: Option<String>,
+    /// Permission letters a blob grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub blob: Option<String>,
+    /// Permission letters a directory grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub directory: Option<String>,
+    /// Permission letters a share grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub share: Option<String>,
+    /// Permission letters a file grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub file: Option<String>,
+    /// Permission letters a queue grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub queue: Option<String>,
+    /// Permission letters a table grant may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(PERMISSION_PATTERN), length(max = 32))]
     pub table: Option<String>,
