@@ -58,6 +58,9 @@ pub enum Error {
     #[error("workload identity: {0}")]
     WorkloadIdentity(#[from] crate::issuer::identity::IdentityError),
 
+    #[error("{0}")]
+    EndpointNotAllowed(#[from] crate::endpoints::EndpointNotAllowed),
+
     #[error("invalid grant: {0}")]
     InvalidSpec(#[from] crate::reconcile::validate::SpecError),
 
@@ -102,6 +105,7 @@ impl Error {
             Error::IssuerKeySecretNotFound { .. } => "KeySecretNotFound",
             Error::NoClusterResourceNamespace { .. } => "NoClusterResourceNamespace",
             Error::WorkloadIdentity(err) => err.category(),
+            Error::EndpointNotAllowed(_) => "EndpointNotAllowed",
             Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",

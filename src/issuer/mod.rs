@@ -7,6 +7,7 @@
 //! namespaces its `allowedNamespaces` selector matches. That check comes before anything of the
 //! credential is read.
 
+pub mod binding;
 pub mod identity;
 pub mod keys;
 pub mod selector;
@@ -21,11 +22,13 @@ use crate::crd::{
     AccountKeyCredential, DEFAULT_KEY_NAME, IssuerKind, IssuerStorageAccount, KeySecretRef,
     StorageAccount, WorkloadIdentityCredential,
 };
+use crate::endpoints::AllowedEndpoints;
 use crate::error::Error;
 use crate::reconcile::grant::CredentialSource;
 use crate::reconcile::validate;
 use crate::sas::{AccountKey, Resource, SigningKey};
 
+use self::binding::OperatorAccount;
 use self::identity::{IdentityClient, IdentityError};
 use self::keys::DelegationKeys;
 
@@ -62,6 +65,10 @@ pub struct IssuerEnv<'a> {
     /// The grant's resource (a user delegation SAS serves blob resources only).
     pub resource: &'a Resource,
     pub backdate: Duration,
+    /// The storage endpoints the operator may use.
+    pub endpoints: &'a AllowedEndpoints,
+    /// The operator's own ServiceAccount, for the commands that bind an issuer's to it.
+    pub operator: &'a OperatorAccount,
 }
 
 /// An issuer's spec, whichever its kind.
@@ -82,6 +89,22 @@ impl IssuerSpec<'_> {
                 reason,
             }
         })
+    }
+
+    /// Its endpoints against the operator's rule, before anything of its credential is read.
+    fn check_endpoints(&self, allowed: &AllowedEndpoints) -> Result<(), Error> {
+        allowed
+            .check_account(
+                &self.owner(),
+                &self.account.name,
+                self.account.endpoints.as_ref(),
+            )
+            .map_err(Error::from)
+    }
+
+    /// `SasIssuer "name": `, the prefix of its fields in messages.
+    fn owner(&self) -> String {
+        format!("{} {:?}: ", self.kind.as_str(), self.name)
     }
 }
 
@@ -138,7 +161,10 @@ pub async fn resolve<C: Cluster>(
                 workload_identity: issuer.spec.workload_identity.as_ref(),
             };
             let id = format!("SasIssuer/{namespace}/{}", reference.name);
-            let result = match spec.validate() {
+            let result = match spec
+                .validate()
+                .and_then(|()| spec.check_endpoints(env.endpoints))
+            {
                 Ok(()) => credential_of(cluster, &spec, namespace, &id, env).await,
                 Err(err) => Err(err),
             };
@@ -171,7 +197,10 @@ pub async fn resolve<C: Cluster>(
                 generation: issuer.metadata.generation,
                 current: issuer.status.as_ref(),
             };
-            if let Err(err) = spec.validate() {
+            if let Err(err) = spec
+                .validate()
+                .and_then(|()| spec.check_endpoints(env.endpoints))
+            {
                 let result = Err(err);
                 status::report(cluster, &target, &result, env.now).await?;
                 return result;
@@ -292,6 +321,18 @@ async fn workload_identity<C: Cluster>(
         },
         crate::sas::Service::Blob,
     );
+    // The one endpoint that receives a bearer token, checked right before the chain that
+    // sends it one (whatever checked the issuer before): a refused endpoint costs no
+    // TokenRequest, no Entra call and no connection.
+    let field = match account.endpoints.as_ref().and_then(|e| e.blob.as_deref()) {
+        Some(url) if !url.is_empty() => format!("{}storageAccount.endpoints.blob", spec.owner()),
+        _ => format!(
+            "{}storageAccount.endpoints.blob (unset: the public cloud's default)",
+            spec.owner()
+        ),
+    };
+    env.endpoints
+        .check_field(&field, &blob_endpoint, &account.name, "blob")?;
     // The cache entry changes with anything that would make another key.
     let id = format!(
         "{id}/{}/{}/{}/{home}/{blob_endpoint}/b",
@@ -312,7 +353,15 @@ async fn workload_identity<C: Cluster>(
                         identity::TOKEN_EXCHANGE_AUDIENCE,
                         identity::SERVICE_ACCOUNT_TOKEN_SECONDS,
                     )
-                    .await?;
+                    .await
+                    .map_err(|err| {
+                        binding::token_request_failed(
+                            err,
+                            home,
+                            &identity.service_account_name,
+                            env.operator,
+                        )
+                    })?;
                 let access_token = client
                     .exchange(&identity.tenant_id, &identity.client_id, &assertion)
                     .await?;
