@@ -516,7 +516,7 @@ async fn a_lapsed_claim_stops_every_write_before_it_reaches_the_api_server() {
 /// `kubectl kustomize deploy/overlays/namespaced`, with the operator's namespace renamed to
 /// `operator_ns` and the watched namespace `apps` to `watched`, so that it cannot borrow the
 /// cluster-wide binding other tests install for deploy/'s ServiceAccount.
-fn rendered_namespaced_install(operator_ns: &str, watched: &str) -> String {
+pub(crate) fn rendered_namespaced_install(operator_ns: &str, watched: &str) -> String {
     let output = common::control_plane()
         .kubectl()
         .arg("kustomize")
