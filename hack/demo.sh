@@ -58,13 +58,20 @@ fi
 source "$REPO_ROOT/target/testenv/env.sh"
 kubectl() { "$TESTENV_KUBECTL" "$@"; }
 mkdir -p "$DEMO_DIR"
+# The operator accepts only Azure's own storage hosts, plus the host:ports it is told to allow:
+# here the emulators' (--allow-storage-endpoint, env SAS_OPERATOR_ALLOW_STORAGE_ENDPOINTS).
+host_port() { local rest="${1#*://}"; echo "${rest%%/*}"; }
+allowed_endpoints="$(host_port "$AZURITE_BLOB_ENDPOINT"),$(host_port "$AZURITE_QUEUE_ENDPOINT"),$(host_port "$AZURITE_TABLE_ENDPOINT")"
+if [[ -n "${AZURITE_OAUTH_BLOB_ENDPOINT:-}" ]]; then
+  allowed_endpoints+=",$(host_port "$AZURITE_OAUTH_BLOB_ENDPOINT")"
+fi
 
 if [[ -z "$node_reason" ]]; then
   step "Building the operator image without Docker (hack/image.sh: a static release build, minutes the first time)"
   image="$("$HACK_DIR/image.sh")"
   "$TESTENV_CTR" --address "$TESTENV_CONTAINERD_ADDRESS" -n k8s.io images import \
     "$REPO_ROOT/target/image/sas-operator.tar" >/dev/null
-  step "Installing deploy/ (CRD, RBAC, 2 replicas with leader election) with the image $image"
+  step "Installing deploy/ (CRD, RBAC, 2 replicas with leader election) with the image $image, allowing Azurite's endpoints"
   mkdir -p "$DEMO_DIR/deploy-overlay"
   cat >"$DEMO_DIR/deploy-overlay/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -75,6 +82,18 @@ images:
   - name: sas-operator
     newName: ${image%:*}
     newTag: "${image##*:}"
+patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: sas-operator, namespace: sas-operator}
+      spec:
+        template:
+          spec:
+            containers:
+              - name: sas-operator
+                env:
+                  - {name: SAS_OPERATOR_ALLOW_STORAGE_ENDPOINTS, value: "$allowed_endpoints"}
 EOF
   kubectl apply -k "$DEMO_DIR/deploy-overlay" >/dev/null
   kubectl rollout status -n sas-operator deployment/sas-operator --timeout=120s
@@ -88,9 +107,11 @@ else
   step "Running the operator (logs: target/demo/operator.log)"
   stop_operator
   admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # The authority host and the CAs are the emulators'; in Azure, leave both at their defaults.
+  # The authority host, the CAs and the allowed endpoints are the emulators'; in Azure, leave
+  # all three at their defaults.
   setsid "$operator" run --leader-election false --metrics-address "127.0.0.1:$admin_port" \
     --authority-host "$ENTRA_AUTHORITY_HOST" --extra-ca-file "$ENTRA_CA_CERT,$AZURITE_OAUTH_CA_CERT" \
+    --allow-storage-endpoint "$allowed_endpoints" \
     </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
   echo $! >"$DEMO_DIR/operator.pid"
   for _ in $(seq 60); do
@@ -201,6 +222,13 @@ step "Keyless: a SasIssuer with workload identity and a grant, no account key in
 keyless_ns="$NAMESPACE-keyless"
 kubectl create namespace "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create serviceaccount storage-signer -n "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# A namespace admin lends it to the operator: deploy/ grants no serviceaccounts/token, so without
+# these the grant is ServiceAccountNotBound (its message gives these commands). This local
+# operator runs as the cluster admin and would not need them; deploy/'s does.
+kubectl create role sas-operator-token-storage-signer --verb=create --resource=serviceaccounts/token \
+  --resource-name=storage-signer -n "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create rolebinding sas-operator-token-storage-signer --role=sas-operator-token-storage-signer \
+  --serviceaccount=sas-operator:sas-operator -n "$keyless_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # In Azure: an app registration or managed identity with a federated credential for this
 # ServiceAccount, and the roles Storage Blob Delegator plus Storage Blob Data Contributor.
 tenant_id=$(python3 -c 'import uuid; print(uuid.uuid4())')

@@ -72,17 +72,131 @@ pub struct RunConfig {
     /// also the longest validity of a workload identity grant.
     #[arg(long, env = "SAS_OPERATOR_MAX_USER_DELEGATION_KEY_LIFETIME", default_value = "168h", value_parser = crate::crd::parse_duration)]
     pub max_user_delegation_key_lifetime: std::time::Duration,
+    /// DNS suffixes of Azure Storage endpoints (comma-separated): a spec's endpoint must be
+    /// `https://<account>.<service>.<suffix>` for one of them, unless listed in
+    /// `--allow-storage-endpoint`. Add sovereign clouds, e.g.
+    /// `core.windows.net,core.chinacloudapi.cn,core.usgovcloudapi.net`.
+    #[arg(
+        long,
+        env = "SAS_OPERATOR_STORAGE_ENDPOINT_SUFFIXES",
+        value_delimiter = ',',
+        default_value = crate::endpoints::PUBLIC_CLOUD_SUFFIX,
+        value_parser = crate::endpoints::parse_suffix
+    )]
+    pub storage_endpoint_suffixes: Vec<String>,
+    /// An exact `host:port` a spec's storage endpoint may name whatever its shape (an
+    /// emulator such as Azurite, a private endpoint); repeat or comma-separate. A workload
+    /// identity issuer's blob endpoint there receives the storage access token.
+    #[arg(
+        long = "allow-storage-endpoint",
+        env = "SAS_OPERATOR_ALLOW_STORAGE_ENDPOINTS",
+        value_delimiter = ',',
+        value_parser = crate::endpoints::parse_host_port
+    )]
+    pub allow_storage_endpoints: Vec<String>,
+    /// The operator's own ServiceAccount (in a pod: `spec.serviceAccountName` through the
+    /// downward API), named in the commands that bind a workload identity issuer's
+    /// ServiceAccount to it. Its namespace is `POD_NAMESPACE`, else the client's namespace.
+    #[arg(long, env = "SAS_OPERATOR_SERVICE_ACCOUNT")]
+    pub operator_service_account: Option<String>,
     /// Leader election on/off, Lease name, namespace, identity and timing of the leader election.
     #[command(flatten)]
     pub lease: Box<crate::leader::LeaseArgs>,
 }
 
 impl RunConfig {
+    /// The storage endpoints the operator may use (`--storage-endpoint-suffixes`,
+    /// `--allow-storage-endpoint`).
+    pub fn allowed_endpoints(&self) -> crate::endpoints::AllowedEndpoints {
+        crate::endpoints::AllowedEndpoints::new(
+            self.storage_endpoint_suffixes.clone(),
+            self.allow_storage_endpoints.clone(),
+        )
+    }
+
+    /// The operator's own ServiceAccount: `--operator-service-account` in `POD_NAMESPACE`,
+    /// else in `client_namespace` (the client's: in a pod, the pod's own).
+    pub fn operator_account(
+        &self,
+        client_namespace: &str,
+    ) -> crate::issuer::binding::OperatorAccount {
+        crate::issuer::binding::OperatorAccount {
+            namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|namespace| !namespace.is_empty())
+                .or_else(|| Some(client_namespace.to_string())),
+            name: self.operator_service_account.clone(),
+        }
+    }
+
     /// `--cluster-resource-namespace`, else the operator's own namespace (`POD_NAMESPACE`).
     pub fn cluster_resource_namespace(&self) -> Option<String> {
         self.cluster_resource_namespace
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .filter(|namespace| !namespace.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::AllowedEndpoints;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        run: RunConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunConfig, clap::Error> {
+        use clap::Parser;
+        let mut argv = vec!["sas-operator"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).map(|flags| flags.run)
+    }
+
+    #[test]
+    fn storage_endpoints_default_to_the_public_cloud_with_nothing_listed() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.allowed_endpoints(), AllowedEndpoints::default());
+    }
+
+    #[test]
+    fn suffixes_comma_separate_and_listed_endpoints_repeat_or_comma_separate() {
+        let config = parse(&[
+            "--storage-endpoint-suffixes=core.windows.net,core.chinacloudapi.cn",
+            "--allow-storage-endpoint=127.0.0.1:10000,127.0.0.1:10001",
+            "--allow-storage-endpoint",
+            "[::1]:10002",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.allowed_endpoints(),
+            AllowedEndpoints::new(
+                vec!["core.windows.net".into(), "core.chinacloudapi.cn".into()],
+                vec![
+                    "127.0.0.1:10000".into(),
+                    "127.0.0.1:10001".into(),
+                    "[::1]:10002".into()
+                ],
+            )
+        );
+    }
+
+    #[test]
+    fn a_malformed_suffix_or_endpoint_fails_the_start() {
+        for args in [
+            ["--storage-endpoint-suffixes=windows"],
+            ["--allow-storage-endpoint=http://127.0.0.1:10000"],
+            ["--allow-storage-endpoint=127.0.0.1"],
+        ] {
+            let err = parse(&args).map(|_| ()).expect_err("a parse error");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+        }
     }
 }

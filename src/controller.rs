@@ -120,7 +120,9 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let ctx = Arc::new(
         Context::new(cluster, config.clock_skew, metrics, reconcile_timeout)
             .with_cluster_resource_namespace(config.cluster_resource_namespace())
-            .with_workload_identity(Some(identity), config.max_user_delegation_key_lifetime),
+            .with_workload_identity(Some(identity), config.max_user_delegation_key_lifetime)
+            .with_allowed_endpoints(config.allowed_endpoints())
+            .with_operator_account(config.operator_account(client.default_namespace())),
     );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]

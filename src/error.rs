@@ -80,6 +80,9 @@ pub enum Error {
     #[error("workload identity: {0}")]
     WorkloadIdentity(#[from] crate::issuer::identity::IdentityError),
 
+    #[error("{0}")]
+    EndpointNotAllowed(#[from] crate::endpoints::EndpointNotAllowed),
+
     #[error("invalid grant: {0}")]
     InvalidSpec(#[from] crate::reconcile::validate::SpecError),
 
@@ -127,6 +130,7 @@ impl Error {
             Error::IssuerPolicyRequired { .. } => "IssuerPolicyRequired",
             Error::ClusterIssuersNeedClusterInstall { .. } => "ClusterIssuersNeedClusterInstall",
             Error::WorkloadIdentity(err) => err.category(),
+            Error::EndpointNotAllowed(_) => "EndpointNotAllowed",
             Error::InvalidSpec(err) => err.category(),
             Error::Signing(err) => err.category(),
             Error::SecretNotOwned { .. } => "SecretNotOwned",

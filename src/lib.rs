@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod duration;
+pub mod endpoints;
 pub mod error;
 pub mod grant_index;
 pub mod issuer;

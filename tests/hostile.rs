@@ -4,6 +4,8 @@
 //! a clear `Ready=False` reason or an admission error, that no known secret value reaches the
 //! operator's log, that other namespaces' grants are not delayed, and that writes stay bounded.
 //!
+//! `service_accounts` holds the operator's own credentials to the API server's verdict instead.
+//!
 //! One submodule per area, one test per hostile behaviour.
 
 mod common;
@@ -21,3 +23,9 @@ mod runtime;
 
 #[path = "hostile/tenancy.rs"]
 mod tenancy;
+
+#[path = "hostile/endpoints.rs"]
+mod endpoints;
+
+#[path = "hostile/service_accounts.rs"]
+mod service_accounts;

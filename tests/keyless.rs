@@ -424,11 +424,12 @@ async fn wait_issuer_ready(
     .await
 }
 
-/// A workload: a namespace, ServiceAccount `storage-signer`, and an application whose
-/// federated credential names it.
+/// A workload: a namespace, ServiceAccount `storage-signer` lent to the operator, and an
+/// application whose federated credential names it.
 async fn workload(prefix: &str) -> (Client, String, AppRegistration) {
     let (client, ns) = namespace(prefix).await;
     create_service_account(&client, &ns, "storage-signer").await;
+    lend_service_account(&client, &ns, "storage-signer").await;
     let app = common::entra()
         .register_app(&service_account_subject(&ns, "storage-signer"))
         .await;
@@ -502,6 +503,7 @@ async fn a_workload_identity_grant_holds_a_user_delegation_sas_that_reads_and_wr
 async fn a_service_account_without_a_federated_credential_is_refused_and_nothing_is_written() {
     let (client, ns) = namespace("keyless-nofed").await;
     create_service_account(&client, &ns, "unfederated").await;
+    lend_service_account(&client, &ns, "unfederated").await;
     // The application federates another ServiceAccount, not this one.
     let app = common::entra()
         .register_app(&service_account_subject(&ns, "someone-else"))
@@ -530,6 +532,58 @@ async fn a_service_account_without_a_federated_credential_is_refused_and_nothing
         0
     );
     operator.assert_logs_free_of(&["eyJ"]);
+}
+
+#[tokio::test]
+async fn a_service_account_nobody_lent_is_not_bound_until_the_commands_its_message_gives_are_run() {
+    let (client, ns) = namespace("keyless-unbound").await;
+    create_service_account(&client, &ns, "storage-signer").await;
+    let app = common::entra()
+        .register_app(&service_account_subject(&ns, "storage-signer"))
+        .await;
+    let operator = start_operator("keyless-unbound", &[&ns], &[]).await;
+    create_identity_issuer(&client, &ns, "storage", &app, "storage-signer").await;
+    let container = format!("c-{ns}");
+    create_oauth_container(&container).await;
+    create_grant(
+        &client,
+        &ns,
+        &identity_grant("data", "storage", &container, json!({})),
+    )
+    .await;
+    let shown = wait_ready(&client, &ns, "data", "False", "ServiceAccountNotBound").await;
+    let message = shown.status.unwrap().conditions[0].message.clone();
+    assert!(get_secret(&client, &ns, "data").await.is_none());
+    let exchanges = common::entra().stats().await.for_client(&app.client_id);
+    assert_eq!((exchanges.succeeded, exchanges.failed), (0, 0));
+    wait_issuer_ready(&client, &ns, "storage", "False", "ServiceAccountNotBound").await;
+
+    // A namespace admin runs exactly the commands the message gives.
+    let commands = message
+        .split_once("a namespace admin runs: ")
+        .unwrap_or_else(|| panic!("no commands in {message:?}"))
+        .1;
+    let commands: Vec<&str> = commands.split("; ").collect();
+    assert_eq!(commands.len(), 2, "{message}");
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "kubectl", "{command}");
+        let output = common::control_plane()
+            .kubectl()
+            .args(&words[1..])
+            .output()
+            .expect("run kubectl");
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    wait_ready(&client, &ns, "data", "True", "TokenValid").await;
+    let token = data(&get_secret(&client, &ns, "data").await.unwrap(), "sasToken");
+    let (put, get, _) = write_and_read_blob(&container, &token).await;
+    assert_eq!((put, get), (201, 200));
+    operator.assert_logs_free_of(&["eyJ", &token]);
 }
 
 #[tokio::test]

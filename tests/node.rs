@@ -43,8 +43,9 @@ fn run(what: &str, command: &mut Command) -> String {
 }
 
 /// Builds the operator image (hack/image.sh), imports it into the node, and applies
-/// `deploy/` through an overlay that changes nothing but the image, as the README's install
-/// does with `kustomize edit set image`. Once per test binary; waits for 2/2 replicas.
+/// `deploy/` through an overlay that changes the image, as the README's install does with
+/// `kustomize edit set image`, and allows the test's Azurite endpoints. Once per test binary;
+/// waits for 2/2 replicas.
 fn deployed() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -60,11 +61,32 @@ fn deployed() -> &'static str {
         let (name, tag) = image.rsplit_once(':').expect("image reference has a tag");
         let overlay = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-deploy-overlay");
         std::fs::create_dir_all(&overlay).expect("create the overlay directory");
+        // Besides the image, the operator may use this binary's Azurite endpoints (the
+        // grants name them), as every operator the tests start.
+        let allow = format!(
+            "- {{name: {}, value: \"{}\"}}",
+            operator::ALLOW_STORAGE_ENDPOINTS_ENV,
+            operator::storage_endpoints_to_allow()
+        );
+        let patch = [
+            "apiVersion: apps/v1",
+            "kind: Deployment",
+            "metadata: {name: sas-operator, namespace: sas-operator}",
+            "spec:",
+            "  template:",
+            "    spec:",
+            "      containers:",
+            "        - name: sas-operator",
+            "          env:",
+            &format!("            {allow}"),
+        ]
+        .join("\n      ");
         std::fs::write(
             overlay.join("kustomization.yaml"),
             format!(
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-                 resources:\n  - {}\nimages:\n  - name: sas-operator\n    newName: {name}\n    newTag: \"{tag}\"\n",
+                 resources:\n  - {}\nimages:\n  - name: sas-operator\n    newName: {name}\n    newTag: \"{tag}\"\n\
+                 patches:\n  - patch: |-\n      {patch}\n",
                 relative_path(&overlay, &root.join("deploy")).display()
             ),
         )

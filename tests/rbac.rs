@@ -76,6 +76,21 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         forbidden.join("\n")
     );
     let granted = permissions_granted_by_deploy_rbac();
+    // Tokens only where a namespace lends a ServiceAccount: deploy/ grants none, yet the
+    // workload identity issuer's TokenRequest went through (its namespace's Role).
+    let token_request: Permission = (
+        String::new(),
+        "serviceaccounts/token".into(),
+        "create".into(),
+    );
+    assert!(
+        !granted.contains(&token_request),
+        "deploy/base/rbac.yaml grants serviceaccounts/token"
+    );
+    assert!(
+        used.contains(&token_request),
+        "the operator made no TokenRequest"
+    );
     let unused: Vec<&Permission> = granted.difference(&used).collect();
     assert!(
         unused.is_empty(),
@@ -255,14 +270,16 @@ async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
         wait_ready(client, ns, name, "True", "TokenValid").await;
     }
 
-    // A workload identity issuer: the operator requests its ServiceAccount's token, then
-    // cannot reach the authority host.
+    // A workload identity issuer: the operator requests its ServiceAccount's token (lent to it
+    // by a Role of this namespace: deploy/ grants no serviceaccounts/token), then cannot reach
+    // the authority host.
     let account: k8s_openapi::api::core::v1::ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "storage-signer"}})).unwrap();
     Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
         .create(&Default::default(), &account)
         .await
         .expect("create the ServiceAccount");
+    lend_service_account(client, ns, "storage-signer").await;
     let identity_issuer = json!({
         "apiVersion": "sas-operator.io/v1alpha1",
         "kind": "SasIssuer",

@@ -40,6 +40,10 @@ pub struct FakeCluster {
     /// Runs once, right after the next read of a target Secret (to change the world between
     /// a read and the write that follows it).
     after_target_read: Mutex<Option<Hook>>,
+    /// Every TokenRequest, as (namespace, ServiceAccount), in order.
+    token_requests: Mutex<Vec<(String, String)>>,
+    /// ServiceAccounts no Role lends to the operator: their TokenRequest is refused (403).
+    unbound_service_accounts: Mutex<Vec<(String, String)>>,
 }
 
 fn key(namespace: &str, name: &str) -> (String, String) {
@@ -112,6 +116,20 @@ impl FakeCluster {
     /// Every Secret read so far, as (namespace, name).
     pub fn secret_reads(&self) -> Vec<(String, String)> {
         self.secret_reads.lock().unwrap().clone()
+    }
+
+    /// Every TokenRequest so far, as (namespace, ServiceAccount).
+    pub fn token_requests(&self) -> Vec<(String, String)> {
+        self.token_requests.lock().unwrap().clone()
+    }
+
+    /// From now on the API server refuses TokenRequests for `namespace/name` (403), as it does
+    /// when no Role lends that ServiceAccount to the operator.
+    pub fn unbind_service_account(&self, namespace: &str, name: &str) {
+        self.unbound_service_accounts
+            .lock()
+            .unwrap()
+            .push(key(namespace, name));
     }
 
     pub fn writes(&self) -> Vec<Write> {
@@ -214,6 +232,25 @@ impl Cluster for FakeCluster {
         _audience: &str,
         _seconds: i64,
     ) -> Result<String, Error> {
+        self.token_requests
+            .lock()
+            .unwrap()
+            .push(key(namespace, name));
+        if self
+            .unbound_service_accounts
+            .lock()
+            .unwrap()
+            .contains(&key(namespace, name))
+        {
+            return Err(Error::Kube(kube::Error::Api(
+                kube::core::Status::failure(
+                    &format!("cannot create resource \"serviceaccounts/token\" in namespace {namespace:?}"),
+                    "Forbidden",
+                )
+                .with_code(403)
+                .boxed(),
+            )));
+        }
         Ok(format!("fake-token-of-{namespace}-{name}"))
     }
 

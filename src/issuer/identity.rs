@@ -68,6 +68,16 @@ pub enum IdentityError {
     NotConfigured(String),
     #[error("ServiceAccount {name:?} not found in namespace {namespace:?}")]
     ServiceAccountNotFound { namespace: String, name: String },
+    #[error(
+        "the operator may not request tokens of ServiceAccount {namespace}/{name}: no Role in \
+         namespace {namespace} lends it (create on serviceaccounts/token, resourceNames \
+         [{name}]). If this issuer may use it, a namespace admin runs: {commands}"
+    )]
+    ServiceAccountNotBound {
+        namespace: String,
+        name: String,
+        commands: String,
+    },
 }
 
 impl IdentityError {
@@ -91,6 +101,7 @@ impl IdentityError {
             IdentityError::Unsupported(_) => "UserDelegationUnsupported",
             IdentityError::NotConfigured(_) => "WorkloadIdentityNotConfigured",
             IdentityError::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
+            IdentityError::ServiceAccountNotBound { .. } => "ServiceAccountNotBound",
         }
     }
 

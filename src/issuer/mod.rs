@@ -8,6 +8,7 @@
 //! it signs (required on a `ClusterSasIssuer`). Both checks come before anything of the
 //! credential is read.
 
+pub mod binding;
 pub mod glob;
 pub mod identity;
 pub mod keys;
@@ -24,11 +25,13 @@ use crate::crd::{
     AccountKeyCredential, DEFAULT_KEY_NAME, IssuerKind, IssuerPolicy, IssuerStorageAccount,
     KeySecretRef, SasGrantSpec, StorageAccount, WorkloadIdentityCredential,
 };
+use crate::endpoints::AllowedEndpoints;
 use crate::error::Error;
 use crate::reconcile::grant::CredentialSource;
 use crate::reconcile::validate;
 use crate::sas::{AccountKey, Resource, SigningKey};
 
+use self::binding::OperatorAccount;
 use self::identity::{IdentityClient, IdentityError};
 use self::keys::DelegationKeys;
 
@@ -67,6 +70,10 @@ pub struct IssuerEnv<'a> {
     pub backdate: Duration,
     /// The grant's spec: what the issuer's policy is checked against.
     pub grant: &'a SasGrantSpec,
+    /// The storage endpoints the operator may use.
+    pub endpoints: &'a AllowedEndpoints,
+    /// The operator's own ServiceAccount, for the commands that bind an issuer's to it.
+    pub operator: &'a OperatorAccount,
 }
 
 /// An issuer's spec, whichever its kind.
@@ -115,6 +122,22 @@ impl IssuerSpec<'_> {
             issuer: self.name.to_string(),
             denial: Box::new(denial),
         })
+    }
+
+    /// Its endpoints against the operator's rule, before anything of its credential is read.
+    fn check_endpoints(&self, allowed: &AllowedEndpoints) -> Result<(), Error> {
+        allowed
+            .check_account(
+                &self.owner(),
+                &self.account.name,
+                self.account.endpoints.as_ref(),
+            )
+            .map_err(Error::from)
+    }
+
+    /// `SasIssuer "name": `, the prefix of its fields in messages.
+    fn owner(&self) -> String {
+        format!("{} {:?}: ", self.kind.as_str(), self.name)
     }
 }
 
@@ -172,7 +195,11 @@ pub async fn resolve<C: Cluster>(
                 policy: issuer.spec.policy.as_ref(),
             };
             let id = format!("SasIssuer/{namespace}/{}", reference.name);
-            let result = match spec.validate().and_then(|()| spec.admit(namespace, env)) {
+            let result = match spec
+                .validate()
+                .and_then(|()| spec.check_endpoints(env.endpoints))
+                .and_then(|()| spec.admit(namespace, env))
+            {
                 Ok(()) => credential_of(cluster, &spec, namespace, &id, env).await,
                 Err(err) => Err(err),
             };
@@ -211,7 +238,10 @@ pub async fn resolve<C: Cluster>(
                 generation: issuer.metadata.generation,
                 current: issuer.status.as_ref(),
             };
-            if let Err(err) = spec.validate() {
+            if let Err(err) = spec
+                .validate()
+                .and_then(|()| spec.check_endpoints(env.endpoints))
+            {
                 let result = Err(err);
                 status::report(cluster, &target, &result, env.now).await?;
                 return result;
@@ -341,6 +371,18 @@ async fn workload_identity<C: Cluster>(
         },
         crate::sas::Service::Blob,
     );
+    // The one endpoint that receives a bearer token, checked right before the chain that
+    // sends it one (whatever checked the issuer before): a refused endpoint costs no
+    // TokenRequest, no Entra call and no connection.
+    let field = match account.endpoints.as_ref().and_then(|e| e.blob.as_deref()) {
+        Some(url) if !url.is_empty() => format!("{}storageAccount.endpoints.blob", spec.owner()),
+        _ => format!(
+            "{}storageAccount.endpoints.blob (unset: the public cloud's default)",
+            spec.owner()
+        ),
+    };
+    env.endpoints
+        .check_field(&field, &blob_endpoint, &account.name, "blob")?;
     // The cache entry changes with anything that would make another key.
     let id = format!(
         "{id}/{}/{}/{}/{home}/{blob_endpoint}/b",
@@ -361,7 +403,15 @@ async fn workload_identity<C: Cluster>(
                         identity::TOKEN_EXCHANGE_AUDIENCE,
                         identity::SERVICE_ACCOUNT_TOKEN_SECONDS,
                     )
-                    .await?;
+                    .await
+                    .map_err(|err| {
+                        binding::token_request_failed(
+                            err,
+                            home,
+                            &identity.service_account_name,
+                            env.operator,
+                        )
+                    })?;
                 let access_token = client
                     .exchange(&identity.tenant_id, &identity.client_id, &assertion)
                     .await?;

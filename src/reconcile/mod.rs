@@ -56,6 +56,11 @@ pub struct Context<C> {
     pub identity: Option<crate::issuer::identity::IdentityClient>,
     /// User delegation keys, one per (issuer, service).
     pub delegation_keys: crate::issuer::keys::DelegationKeys,
+    /// The storage endpoints specs may name (`--storage-endpoint-suffixes`,
+    /// `--allow-storage-endpoint`).
+    pub allowed_endpoints: crate::endpoints::AllowedEndpoints,
+    /// The operator's own ServiceAccount, named in the commands that bind an issuer's to it.
+    pub operator_account: crate::issuer::binding::OperatorAccount,
     /// Per grant uid: when it needs work next and when its current token expires, so that a
     /// retry never waits past the expiry and the API server's return reconciles overdue grants.
     schedules: Mutex<HashMap<String, Scheduled>>,
@@ -92,7 +97,24 @@ impl<C: Cluster> Context<C> {
             cluster_resource_namespace: None,
             identity: None,
             delegation_keys: Default::default(),
+            allowed_endpoints: Default::default(),
+            operator_account: Default::default(),
         }
+    }
+
+    /// Sets the storage endpoints specs may name.
+    pub fn with_allowed_endpoints(mut self, allowed: crate::endpoints::AllowedEndpoints) -> Self {
+        self.allowed_endpoints = allowed;
+        self
+    }
+
+    /// Sets the operator's own ServiceAccount.
+    pub fn with_operator_account(
+        mut self,
+        account: crate::issuer::binding::OperatorAccount,
+    ) -> Self {
+        self.operator_account = account;
+        self
     }
 
     /// Sets the workload identity client and the cap on user delegation key lifetimes.
@@ -342,7 +364,17 @@ async fn sync<C: Cluster>(
         resource: &plan.resource,
         backdate: ctx.backdate,
         grant: &grant.spec,
+        endpoints: &ctx.allowed_endpoints,
+        operator: &ctx.operator_account,
     };
+    // An inline account's endpoints, before its key is read (an issuer's are checked where
+    // it is resolved).
+    if let (grant::CredentialSource::Inline { .. }, Some(account)) =
+        (&plan.credential, &grant.spec.storage_account)
+    {
+        ctx.allowed_endpoints
+            .check_account("", &account.name, account.endpoints.as_ref())?;
+    }
     let resolved = crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
     let key = resolved.secret_key().clone();
     let signing_key = resolved.key.clone();

@@ -810,6 +810,227 @@ async fn a_cluster_issuer_allows_a_namespace_listed_by_name_whatever_its_labels(
     );
 }
 
+// ----- endpoints and ServiceAccounts -----
+
+/// A workload identity `SasIssuer` `keyless` of the grant's namespace for ServiceAccount
+/// `signer`, with `endpoints`; the context can build an Entra client (nothing is sent unless
+/// the chain gets that far).
+fn identity_context(endpoints: serde_json::Value) -> Arc<Context<FakeCluster>> {
+    let cluster = FakeCluster::default();
+    let issuer: crate::crd::SasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "keyless", "namespace": NS},
+        "spec": {
+            "storageAccount": {"name": "acct", "endpoints": endpoints},
+            "workloadIdentity": {
+                "clientId": "00000000-0000-0000-0000-000000000001",
+                "tenantId": "00000000-0000-0000-0000-000000000002",
+                "serviceAccountName": "signer",
+            },
+        }
+    }))
+    .unwrap();
+    cluster.put_sas_issuer(issuer);
+    let client = crate::issuer::identity::IdentityClient::new(
+        crate::issuer::identity::DEFAULT_AUTHORITY_HOST,
+        &[],
+    )
+    .unwrap();
+    let mut ctx = Context::new(
+        cluster,
+        Duration::from_secs(900),
+        Metrics::new(),
+        Duration::from_secs(5),
+    )
+    .with_workload_identity(Some(client), Duration::from_secs(7 * 24 * 3600))
+    .with_operator_account(crate::issuer::binding::OperatorAccount {
+        namespace: Some("sas-operator".into()),
+        name: Some("sas-operator".into()),
+    });
+    ctx.clock = Arc::new(now);
+    Arc::new(ctx)
+}
+
+fn keyless_grant() -> SasGrant {
+    issued_grant("SasIssuer", "keyless")
+}
+
+/// The issuer status the reconcile wrote last: (Ready status, reason, message).
+fn issuer_ready(writes: &[Write]) -> (String, String, String) {
+    let status = writes
+        .iter()
+        .rev()
+        .find_map(|write| match write {
+            Write::IssuerStatus(_, status) => Some(status.clone()),
+            _ => None,
+        })
+        .expect("an issuer status was written");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    (
+        ready.status.clone(),
+        ready.reason.clone(),
+        ready.message.clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_workload_identity_issuer_naming_a_foreign_endpoint_is_refused_before_any_token_request()
+{
+    for url in [
+        "https://127.0.0.1:4443/",
+        "https://attacker.example/",
+        "https://other.blob.core.windows.net",
+        "https://acct.blob.core.windows.net.attacker.example",
+    ] {
+        let ctx = identity_context(serde_json::json!({"blob": url}));
+        let grant = keyless_grant();
+        let err = run(&grant, &ctx).await.unwrap_err();
+        assert_eq!(err.category(), "EndpointNotAllowed", "{url}");
+        assert!(ctx.cluster.token_requests().is_empty(), "{url}");
+        let writes = ctx.cluster.writes();
+        let (status, reason, message) = issuer_ready(&writes);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "EndpointNotAllowed")
+        );
+        assert!(
+            message.contains("SasIssuer \"keyless\": storageAccount.endpoints.blob")
+                && message.contains("--allow-storage-endpoint"),
+            "{message}"
+        );
+        assert_eq!(
+            ready_reason(grant, &writes),
+            ("False".into(), "EndpointNotAllowed".into())
+        );
+        assert!(ctx.cluster.secret(NS, "app").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_bearer_token_never_goes_to_the_public_default_when_only_another_cloud_is_configured() {
+    let mut ctx = Arc::into_inner(identity_context(serde_json::json!({}))).unwrap();
+    ctx.allowed_endpoints =
+        crate::endpoints::AllowedEndpoints::new(vec!["core.chinacloudapi.cn".into()], vec![]);
+    let ctx = Arc::new(ctx);
+    let err = run(&keyless_grant(), &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "EndpointNotAllowed");
+    assert!(
+        err.to_string()
+            .contains("unset: the public cloud's default"),
+        "{err}"
+    );
+    assert!(ctx.cluster.token_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_service_account_nobody_lent_to_the_operator_is_not_bound_with_the_commands_to_bind_it() {
+    let ctx = identity_context(serde_json::json!({}));
+    ctx.cluster.unbind_service_account(NS, "signer");
+    let grant = keyless_grant();
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "ServiceAccountNotBound");
+    assert_eq!(
+        ctx.cluster.token_requests(),
+        [(NS.to_string(), "signer".to_string())]
+    );
+    let writes = ctx.cluster.writes();
+    assert_eq!(
+        ready_reason(grant, &writes),
+        ("False".into(), "ServiceAccountNotBound".into())
+    );
+    let (_, reason, message) = issuer_ready(&writes);
+    assert_eq!(reason, "ServiceAccountNotBound");
+    assert!(
+        message.contains(
+            "kubectl create rolebinding sas-operator-token-signer --role=sas-operator-token-signer \
+             --serviceaccount=sas-operator:sas-operator -n apps"
+        ),
+        "{message}"
+    );
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+#[tokio::test]
+async fn a_key_signed_grant_naming_a_foreign_endpoint_reads_no_key_and_writes_no_secret() {
+    let ctx = context();
+    let grant = grant(serde_json::json!({
+        "storageAccount": {
+            "name": "acct",
+            "keySecretRef": {"name": "keys"},
+            "endpoints": {"queue": "https://acct.queue.core.windows.net.attacker.example"},
+        },
+    }));
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "EndpointNotAllowed");
+    assert!(
+        err.to_string()
+            .starts_with("storageAccount.endpoints.queue "),
+        "{err}"
+    );
+    assert!(ctx.cluster.secret_reads().is_empty());
+    assert_eq!(kinds(&ctx.cluster.writes()), ["Event", "status"]);
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+#[tokio::test]
+async fn a_key_signed_issuer_naming_a_foreign_endpoint_is_refused_and_its_grants_write_no_secret() {
+    let ctx = context();
+    let issuer: crate::crd::SasIssuer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sas-operator.io/v1alpha1",
+        "kind": "SasIssuer",
+        "metadata": {"name": "team", "namespace": NS},
+        "spec": {
+            "storageAccount": {"name": "acct", "endpoints": {"blob": "https://attacker.example"}},
+            "accountKey": {"secretRef": {"name": "keys"}},
+        }
+    }))
+    .unwrap();
+    ctx.cluster.put_sas_issuer(issuer);
+    let grant = issued_grant("SasIssuer", "team");
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "EndpointNotAllowed");
+    assert!(ctx.cluster.secret_reads().is_empty());
+    assert_eq!(issuer_ready(&ctx.cluster.writes()).1, "EndpointNotAllowed");
+    assert!(ctx.cluster.secret(NS, "app").is_none());
+}
+
+#[tokio::test]
+async fn an_emulator_endpoint_the_operator_lists_is_signed_into_the_secret() {
+    let grant = grant(serde_json::json!({
+        "storageAccount": {
+            "name": "acct",
+            "keySecretRef": {"name": "keys"},
+            "endpoints": {"blob": "http://127.0.0.1:10000/acct"},
+        },
+    }));
+    let refused = context();
+    assert_eq!(
+        run(&grant, &refused).await.unwrap_err().category(),
+        "EndpointNotAllowed"
+    );
+    let mut listed = Arc::into_inner(context()).unwrap();
+    listed.allowed_endpoints = crate::endpoints::AllowedEndpoints::new(
+        vec![crate::endpoints::PUBLIC_CLOUD_SUFFIX.into()],
+        vec!["127.0.0.1:10000".into()],
+    );
+    let listed = Arc::new(listed);
+    run(&grant, &listed).await.unwrap();
+    let secret = listed
+        .cluster
+        .secret(NS, "app")
+        .expect("the Secret was written");
+    let url = String::from_utf8(secret.data.as_ref().unwrap()["sasUrl"].0.clone()).unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:10000/acct/data?"),
+        "{url}"
+    );
+}
+
 #[test]
 fn a_renewal_wakes_at_the_first_whole_second_at_which_it_is_due() {
     let due: Timestamp = "2030-01-01T06:00:00.250Z".parse().unwrap();

@@ -104,13 +104,21 @@ impl Azurite {
     pub fn second_account_endpoints(&self) -> AzuriteEndpoints {
         self.endpoints_for(&self.second_account.name)
     }
+
+    /// `127.0.0.1:<port>` of the blob, queue and table services: what the operator's
+    /// `--allow-storage-endpoint` lists for this emulator.
+    pub fn host_ports(&self) -> [String; 3] {
+        [self.blob_port, self.queue_port, self.table_port].map(|port| format!("127.0.0.1:{port}"))
+    }
 }
+
+static AZURITE: OnceLock<Azurite> = OnceLock::new();
+static AZURITE_OAUTH: OnceLock<AzuriteOauth> = OnceLock::new();
 
 /// Azurite over HTTP with shared key and SAS auth, started on first use (about 3 s).
 /// Accounts: `devstoreaccount1` (well-known key) and `second_account` (two random keys).
 /// Started with `--skipApiVersionCheck --loose` so any `x-ms-version` and `ses` are accepted.
 pub fn azurite() -> &'static Azurite {
-    static AZURITE: OnceLock<Azurite> = OnceLock::new();
     AZURITE.get_or_init(|| Azurite::from_served(serve("azurite"), "http"))
 }
 
@@ -131,8 +139,12 @@ pub struct AzuriteOauth {
     pub azurite: Azurite,
 }
 
+/// The HTTPS Azurite if this test binary has started it (`azurite_oauth`), without starting it.
+pub fn azurite_oauth_if_started() -> Option<&'static AzuriteOauth> {
+    AZURITE_OAUTH.get()
+}
+
 pub fn azurite_oauth() -> &'static AzuriteOauth {
-    static AZURITE_OAUTH: OnceLock<AzuriteOauth> = OnceLock::new();
     AZURITE_OAUTH.get_or_init(|| {
         let served = serve("azurite-oauth");
         let ca_cert_pem_path = PathBuf::from(served.var("AZURITE_CA_CERT"));

@@ -51,7 +51,9 @@ impl Operator {
         )
     }
 
-    /// Starts `sas-operator run <args>` with debug logging plus `env`, and nothing else preset:
+    /// Starts `sas-operator run <args>` with debug logging, the test emulators' storage
+    /// endpoints allowed ([`storage_endpoints_to_allow`], unless `env` sets
+    /// [`ALLOW_STORAGE_ENDPOINTS_ENV`]) plus `env`, and nothing else preset:
     /// without `--namespace` it watches all namespaces, and leader election and the admin
     /// address take their defaults unless `args` or `env` set them. Logs go to
     /// `operator-logs/<log_name>.log`, so give concurrent instances distinct names.
@@ -65,11 +67,19 @@ impl Operator {
         std::fs::create_dir_all(&log_dir).expect("create log dir");
         let log_path = log_dir.join(format!("{log_name}.log"));
         let log = std::fs::File::create(&log_path).expect("create operator log");
+        let allowed = match env
+            .iter()
+            .find(|(name, _)| *name == ALLOW_STORAGE_ENDPOINTS_ENV)
+        {
+            Some((_, given)) => given.to_string(),
+            None => storage_endpoints_to_allow(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_sas-operator"))
             .arg("run")
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("SAS_OPERATOR_LOG_LEVEL", "debug")
+            .env(ALLOW_STORAGE_ENDPOINTS_ENV, allowed)
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -146,6 +156,21 @@ impl Drop for Operator {
     }
 }
 
+/// The operator's environment variable for `--allow-storage-endpoint`.
+pub const ALLOW_STORAGE_ENDPOINTS_ENV: &str = "SAS_OPERATOR_ALLOW_STORAGE_ENDPOINTS";
+
+/// The storage endpoints every operator the tests start may use, comma-separated: the
+/// `host:port`s of this binary's Azurite (started here if it is not yet), and of its HTTPS
+/// Azurite if it was started before the operator (the keyless tests' helpers start it first).
+/// Set in one place: `Operator::spawn`, and the Deployment the node tests patch.
+pub fn storage_endpoints_to_allow() -> String {
+    let mut host_ports = common::azurite().host_ports().to_vec();
+    if let Some(oauth) = common::azurite::azurite_oauth_if_started() {
+        host_ports.extend(oauth.azurite.host_ports());
+    }
+    host_ports.join(",")
+}
+
 /// `kubectl apply -k deploy/`: CRD, namespace, ServiceAccount, RBAC, Deployment, Service.
 /// No nodes or scheduler exist, so the Deployment makes no pods; the tests run the binary.
 pub fn install_deploy_directory() {
@@ -196,9 +221,47 @@ impl Operator {
             &[
                 ("SAS_OPERATOR_LEADER_ELECTION", "false"),
                 ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
+                // As the Deployment's downward API tells it (its namespace is the kubeconfig's).
+                ("SAS_OPERATOR_SERVICE_ACCOUNT", DEPLOY_SERVICE_ACCOUNT),
             ],
         )
     }
+}
+
+/// Lends ServiceAccount `ns/service_account` to `deploy/`'s operator as a namespace admin does:
+/// a Role allowing `create` on `serviceaccounts/token` for that ServiceAccount only, and a
+/// RoleBinding of it to the operator's ServiceAccount (what `ServiceAccountNotBound`'s
+/// commands create).
+pub async fn lend_service_account(client: &Client, ns: &str, service_account: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let name = format!("sas-operator-token-{service_account}");
+    let apply = PatchParams::apply("sas-operator-tests").force();
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": ns},
+        "rules": [{
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": [service_account],
+            "verbs": ["create"],
+        }],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .patch(&name, &apply, &Patch::Apply(&role))
+        .await
+        .expect("apply the Role that lends the ServiceAccount");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": DEPLOY_SERVICE_ACCOUNT, "namespace": DEPLOY_NAMESPACE}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .patch(&name, &apply, &Patch::Apply(&binding))
+        .await
+        .expect("apply the RoleBinding that lends the ServiceAccount");
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for `--metrics-address`).
