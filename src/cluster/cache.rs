@@ -5,13 +5,15 @@
 //!   write of ours goes into the cache at once (its response), and its `resourceVersion` is
 //!   remembered so that the watch event it causes maps back to no reconcile.
 //! - **Key Secrets** (label `sas-operator.io/signing-key=true`, the opt-in every key Secret
-//!   needs): full objects from a labelled watch per scope, so reading a key is a lookup and a
-//!   restart reads none. That watch is also what reconciles the grants of a key that appeared,
+//!   needs): from a labelled watch per scope, so reading a key is a lookup and a restart reads
+//!   none. Each is kept as a [`KeySecret`]: its version and its account keys, judged as the
+//!   event arrives (an entry that is not an 88-character key is kept only as the reason it is
+//!   refused), never its other data: whatever a tenant puts next to a key costs no memory. That watch is also what reconciles the grants of a key that appeared,
 //!   changed or went away (lost its label or was deleted), after it updated the cache: a
 //!   reconcile it causes reads the version that caused it, never an older one.
 //! - **Unlabelled key Secrets**: a grant naming a Secret without the opt-in must still learn
 //!   whether it exists (`KeySecretNotLabelled`) or not (`KeySecretNotFound`). That is one GET
-//!   per (namespace, name, resourceVersion); only its metadata is kept (no data of a Secret
+//!   per (namespace, name, resourceVersion); only its version is kept (no data of a Secret
 //!   that did not opt in), dropped when the metadata-only watch of all Secrets shows another
 //!   version or a deletion (an epoch makes a GET raced by a newer version cache nothing). A
 //!   missing Secret is a GET each time, as is a `ClusterSasIssuer`'s key in a namespace no
@@ -36,7 +38,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::credentials::LABEL_SIGNING_KEY;
+use crate::credentials::{KeySecret, LABEL_SIGNING_KEY, is_opted_in};
 use crate::reconcile::secret::{
     ANNOTATION_INPUTS_HASH, ANNOTATION_MAC, ANNOTATION_ROTATED_AT, KEY_CONNECTION_STRING,
     KEY_EXPIRES_AT, KEY_SAS_TOKEN, KEY_SAS_URL, LABEL_MANAGED_BY, MANAGER_NAME,
@@ -92,10 +94,7 @@ pub fn signing_key_selector() -> String {
 
 /// Whether Secret metadata carries the signing-key opt-in (what the key watch selects).
 pub fn is_labelled_signing_key(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|labels| labels.get(LABEL_SIGNING_KEY))
-        .is_some_and(|value| value == "true")
+    is_opted_in(meta)
 }
 
 /// The annotations of an owned Secret the reconcile reads (`reconcile::secret`).
@@ -234,10 +233,10 @@ impl OwnedSecret {
     }
 }
 
-/// A Secret without the signing-key label, as last read: its metadata only.
+/// A Secret without the signing-key label, as last read: its version only.
 #[derive(Default)]
 struct UnlabelledEntry {
-    secret: Option<Arc<Secret>>,
+    secret: Option<Arc<KeySecret>>,
     /// Bumped by every version the metadata watch reports that differs from the cached one;
     /// a GET that started before a bump may have read the old version and is not cached.
     epoch: u64,
@@ -257,8 +256,8 @@ pub struct SecretCaches {
     /// Scopes (a namespace, or `None` for all) whose owned-Secret watch has listed once.
     synced: Mutex<HashSet<Option<String>>>,
     dirty: Mutex<HashSet<Key>>,
-    /// Key Secrets, from the watch of the signing-key label.
-    keys: Mutex<HashMap<Key, Arc<Secret>>>,
+    /// Key Secrets, from the watch of the signing-key label: their account keys only.
+    keys: Mutex<HashMap<Key, Arc<KeySecret>>>,
     /// Scopes whose key-Secret watch has listed once.
     keys_synced: Mutex<HashSet<Option<String>>>,
     unlabelled: Mutex<HashMap<Key, UnlabelledEntry>>,
@@ -414,7 +413,7 @@ impl SecretCaches {
     }
 
     /// The cached key Secret (labelled as one), if any.
-    pub fn signing_key(&self, key: &Key) -> Option<Arc<Secret>> {
+    pub fn signing_key(&self, key: &Key) -> Option<Arc<KeySecret>> {
         lock(&self.keys).get(key).cloned()
     }
 
@@ -464,27 +463,32 @@ impl SecretCaches {
         changed
     }
 
-    /// Caches a key Secret from the watch; whether its version is new to the cache.
-    fn put_key(&self, mut secret: Secret) -> bool {
-        strip_metadata(&mut secret.metadata);
+    /// Caches a key Secret from the watch, as its account keys only (the event is dropped
+    /// after); whether its version is new to the cache.
+    fn put_key(&self, secret: Secret) -> bool {
         let key = key_of(&secret.metadata);
+        let slim = KeySecret::of(&secret);
+        drop(secret);
         // Labelled now: whatever was known of it unlabelled is stale.
         self.forget_unlabelled(&key);
-        let version = secret.metadata.resource_version.clone();
-        let previous = lock(&self.keys).insert(key, Arc::new(secret));
-        previous.is_none_or(|previous| previous.metadata.resource_version != version)
+        let version = slim.resource_version.clone();
+        let previous = lock(&self.keys).insert(key, Arc::new(slim));
+        previous.is_none_or(|previous| previous.resource_version != version)
     }
 
     /// The metadata of a Secret last read without the signing-key label, the lock that
     /// serialises reading it, and the epoch to hand to [`SecretCaches::read_unlabelled`].
-    pub fn unlabelled(&self, key: &Key) -> (Option<Arc<Secret>>, Arc<tokio::sync::Mutex<()>>, u64) {
+    pub fn unlabelled(
+        &self,
+        key: &Key,
+    ) -> (Option<Arc<KeySecret>>, Arc<tokio::sync::Mutex<()>>, u64) {
         let mut unlabelled = lock(&self.unlabelled);
         let entry = unlabelled.entry(key.clone()).or_default();
         (entry.secret.clone(), entry.fetch.clone(), entry.epoch)
     }
 
     /// Records what a GET of a key Secret outside the key cache found: one without the label
-    /// is remembered by its metadata (never its data), unless a newer version was reported
+    /// is remembered by its version (never its data), unless a newer version was reported
     /// since `epoch`. A labelled one is left to the key watch, which is about to deliver it.
     pub fn read_unlabelled(&self, key: &Key, epoch: u64, found: Option<&Secret>) {
         let mut unlabelled = lock(&self.unlabelled);
@@ -493,14 +497,7 @@ impl SecretCaches {
                 if let Some(entry) = unlabelled.get_mut(key)
                     && entry.epoch == epoch
                 {
-                    let mut metadata = secret.metadata.clone();
-                    strip_metadata(&mut metadata);
-                    metadata.annotations = None;
-                    metadata.owner_references = None;
-                    entry.secret = Some(Arc::new(Secret {
-                        metadata,
-                        ..Default::default()
-                    }));
+                    entry.secret = Some(Arc::new(KeySecret::of(secret)));
                 }
             }
             // Missing, or labelled: nothing to hold (a missing one is read again next time).
@@ -536,7 +533,7 @@ impl SecretCaches {
                 entry
                     .secret
                     .as_ref()
-                    .and_then(|s| s.metadata.resource_version.as_deref())
+                    .and_then(|s| s.resource_version.as_deref())
                     == version
             }))
     }
@@ -549,7 +546,7 @@ impl SecretCaches {
             let cached = entry
                 .secret
                 .as_ref()
-                .and_then(|s| s.metadata.resource_version.as_deref());
+                .and_then(|s| s.resource_version.as_deref());
             if version.is_none() || cached != version {
                 entry.secret = None;
                 entry.epoch += 1;
@@ -618,11 +615,7 @@ mod tests {
 
     /// The `resourceVersion` of the cached key Secret `ns/name`.
     fn cached_key_version(caches: &SecretCaches, name: &str) -> Option<String> {
-        caches
-            .signing_key(&key(name))?
-            .metadata
-            .resource_version
-            .clone()
+        caches.signing_key(&key(name))?.resource_version.clone()
     }
 
     #[test]
@@ -685,11 +678,12 @@ mod tests {
         assert!(cached.is_none());
         caches.read_unlabelled(&key("db"), epoch, Some(&password));
         let cached = caches.unlabelled(&key("db")).0.expect("cached");
-        assert!(
-            cached.data.is_none(),
+        assert_eq!(
+            cached.kept_entries(),
+            0,
             "no data of a Secret that did not opt in"
         );
-        assert_eq!(cached.metadata.resource_version, Some("1".into()));
+        assert_eq!(cached.resource_version, Some("1".into()));
         assert!(
             !caches.key_event_is_news(&password.metadata),
             "a relist repeats it"
