@@ -1,7 +1,9 @@
 //! The read caches behind [`super::KubeCluster`], fed by the watches the controller runs.
 //!
-//! - **Owned Secrets** (label `app.kubernetes.io/managed-by=sas-operator`): full objects from a
-//!   labelled watch; they are ours, so holding their data is no wider than writing it. Each
+//! - **Owned Secrets** (label `app.kubernetes.io/managed-by=sas-operator`): from a labelled
+//!   watch, slim (what the reconcile reads). Anyone may put the label on a Secret: one that
+//!   names no SasGrant as its controller is kept as its version only, its data never read.
+//!   Of ours, only values of the size we write are kept. Each
 //!   write of ours goes into the cache at once (its response), and its `resourceVersion` is
 //!   remembered so that the watch event it causes maps back to no reconcile.
 //! - **Key Secrets** (label `sas-operator.io/signing-key=true`, the opt-in every key Secret
@@ -126,6 +128,22 @@ struct OwnedSecret {
     data: [Option<Compact>; 4],
 }
 
+/// The longest data value of an owned Secret that is kept. What we write is a token, a URL
+/// and a connection string of a few hundred bytes (a blob name is at most 1,024 characters);
+/// a longer value is someone else's, and a Secret without it reads as incomplete, so the
+/// reconcile rewrites it.
+const MAX_OWNED_VALUE: usize = 16 * 1024;
+
+/// Whether a Secret names a SasGrant as its controller: only then can it be one we wrote, and
+/// only then is its data read. The label alone proves nothing: anyone may set it.
+pub fn is_controlled_by_a_grant(meta: &ObjectMeta) -> bool {
+    meta.owner_references.iter().flatten().any(|owner| {
+        owner.controller == Some(true)
+            && owner.kind == "SasGrant"
+            && owner.api_version.starts_with("sas-operator.io/")
+    })
+}
+
 /// A data value with the token cut out, and where it was.
 struct Compact {
     rest: Box<[u8]>,
@@ -133,18 +151,16 @@ struct Compact {
 }
 
 impl Compact {
+    /// Cuts `token` out of `value` where we write it: at the end (the URL's query, the
+    /// connection string's last field). One comparison, linear in the token: a value shaped
+    /// otherwise is kept whole rather than searched.
     fn new(value: &[u8], token: &[u8]) -> Self {
-        let found = (!token.is_empty())
-            .then(|| {
-                value
-                    .windows(token.len())
-                    .position(|window| window == token)
-            })
-            .flatten()
+        let found = (!token.is_empty() && value.ends_with(token))
+            .then(|| value.len() - token.len())
             .and_then(|at| u32::try_from(at).ok().map(|short| (at, short)));
         match found {
             Some((at, short)) => Compact {
-                rest: [&value[..at], &value[at + token.len()..]].concat().into(),
+                rest: value[..at].into(),
                 token_at: Some(short),
             },
             None => Compact {
@@ -167,14 +183,29 @@ impl Compact {
 
 impl OwnedSecret {
     fn of(secret: &Secret) -> Self {
+        let resource_version = secret.metadata.resource_version.as_deref().map(Into::into);
+        if !is_controlled_by_a_grant(&secret.metadata) {
+            // Labelled by someone else: not ours, whatever it holds. Kept as present (a grant
+            // naming it gets SecretNotOwned without a GET), nothing of it read.
+            return OwnedSecret {
+                resource_version,
+                known_version: None,
+                controller_uid: None,
+                annotations: Default::default(),
+                data: Default::default(),
+            };
+        }
         let annotation = |name: &str| {
             let annotations = secret.metadata.annotations.as_ref()?;
             annotations.get(name).map(|value| value.as_str().into())
         };
-        let data = |name: &str| secret.data.as_ref()?.get(name).map(|value| &value.0[..]);
+        let data = |name: &str| {
+            let value = &secret.data.as_ref()?.get(name)?.0;
+            (value.len() <= MAX_OWNED_VALUE).then_some(&value[..])
+        };
         let token = data(KEY_SAS_TOKEN).unwrap_or_default();
         OwnedSecret {
-            resource_version: secret.metadata.resource_version.as_deref().map(Into::into),
+            resource_version,
             known_version: None,
             controller_uid: secret
                 .metadata
@@ -789,12 +820,87 @@ mod tests {
     }
 
     #[test]
-    fn a_value_without_the_token_is_kept_as_it_is() {
+    fn a_value_ending_in_the_token_is_kept_without_it() {
+        let compact = Compact::new(b"https://a/c?sig=1", b"sig=1");
+        assert_eq!(&*compact.rest, b"https://a/c?");
+        assert_eq!(compact.expand(b"sig=1"), b"https://a/c?sig=1");
+    }
+
+    #[test]
+    fn a_value_not_ending_in_the_token_is_kept_as_it_is() {
         let compact = Compact::new(b"no token here", b"sig=1");
         assert_eq!(compact.expand(b"sig=1"), b"no token here");
         let compact = Compact::new(b"a?sig=1;b", b"sig=1");
-        assert_eq!(&*compact.rest, b"a?;b");
+        assert_eq!(&*compact.rest, b"a?sig=1;b");
         assert_eq!(compact.expand(b"sig=1"), b"a?sig=1;b");
+    }
+
+    #[test]
+    fn cutting_the_token_out_is_linear_in_the_value() {
+        // The worst case of a search by sliding window: a near-miss at every offset (about
+        // 10^11 byte comparisons there, well under a millisecond here).
+        let value = vec![b'a'; 1024 * 1024];
+        let mut token = vec![b'a'; 512 * 1024];
+        token.push(b'b');
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let compact = Compact::new(&value, &token);
+            let _ = done.send(compact.token_at);
+        });
+        let token_at = finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("cut within 5 s");
+        assert_eq!(token_at, None);
+    }
+
+    fn labelled_ours_with_data(name: &str, entries: &[(&str, Vec<u8>)]) -> Secret {
+        let mut secret = secret(name, "1", true);
+        secret.data = Some(
+            entries
+                .iter()
+                .map(|(entry, value)| (entry.to_string(), ByteString(value.clone())))
+                .collect(),
+        );
+        secret
+    }
+
+    #[test]
+    fn a_labelled_secret_no_grant_controls_is_kept_as_present_without_its_data() {
+        use kube::runtime::watcher::Event;
+        let caches = SecretCaches::default();
+        let scope = Some("ns".to_string());
+        let megabyte = vec![b'x'; 1024 * 1024];
+        let foreign = labelled_ours_with_data(
+            "theirs",
+            &[(KEY_SAS_TOKEN, megabyte.clone()), (KEY_SAS_URL, megabyte)],
+        );
+        caches.observe_owned(&scope, Event::Apply(foreign), &mut Relist::default());
+        let cached = caches.owned(&key("theirs")).expect("known to exist");
+        assert_eq!(cached.data, Some(BTreeMap::new()), "nothing of its data");
+        assert!(cached.metadata.owner_references.is_none());
+        assert_eq!(cached.metadata.resource_version, Some("1".into()));
+    }
+
+    #[test]
+    fn a_value_longer_than_we_ever_write_is_not_kept() {
+        let mut secret = labelled_ours_with_data(
+            "app",
+            &[
+                (KEY_SAS_TOKEN, b"sig=1".to_vec()),
+                (KEY_SAS_URL, vec![b'x'; MAX_OWNED_VALUE + 1]),
+            ],
+        );
+        secret.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "sas-operator.io/v1alpha1".into(),
+            kind: "SasGrant".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let caches = SecretCaches::default();
+        caches.wrote(secret);
+        let data = caches.owned(&key("app")).unwrap().data.unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), [KEY_SAS_TOKEN]);
     }
 
     #[test]
