@@ -27,6 +27,17 @@ pub enum Error {
     )]
     KeyNotAccountKey { secret: String, key: String },
 
+    #[error(
+        "data key {key:?} of Secret {secret:?} is not among its first {limit} entries (in name \
+         order), the only ones read of a key Secret; keep the account key in a Secret with at \
+         most {limit} entries"
+    )]
+    KeySecretTooManyEntries {
+        secret: String,
+        key: String,
+        limit: usize,
+    },
+
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
 
@@ -120,6 +131,7 @@ impl Error {
             Error::KeySecretNotLabelled { .. } => "KeySecretNotLabelled",
             Error::KeyNotBase64 { .. } => "KeyNotBase64",
             Error::KeyNotAccountKey { .. } => "KeyNotAccountKey",
+            Error::KeySecretTooManyEntries { .. } => "KeySecretTooManyEntries",
             Error::InvalidGrant(_) => "InvalidGrant",
             Error::IssuerNotFound { .. } => "IssuerNotFound",
             Error::IssuerNotAllowed { .. } => "IssuerNotAllowed",
