@@ -459,7 +459,7 @@ fn exposition(body: &str) -> BTreeMap<String, BTreeSet<String>> {
         let labels = series.entry(name.clone()).or_default();
         if let Some(rest) = line[name.len()..].strip_prefix('{') {
             let inner = rest.rsplit_once('}').expect("a closing brace").0;
-            labels.extend(labels_after(&format!(",{inner}"), ",").into_iter());
+            labels.extend(labels_after(&format!(",{inner}"), ","));
         }
     }
     series
