@@ -104,7 +104,7 @@ type GaugeOf = (
 type GrantMap = HashMap<Box<str>, HashMap<Box<str>, GrantSeries>>;
 
 /// Encodes the per-grant series from the map at each scrape, while this replica leads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GrantCollector {
     grants: Mutex<GrantMap>,
     leadership: Arc<Leadership>,
