@@ -102,6 +102,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let claim = leadership
         .as_ref()
         .map_or_else(LeadershipClaim::unconditional, |(_, guard)| guard.claim());
+    // `sas_operator_leader` and the per-grant series follow the claim from here on.
+    metrics.follow_leadership(claim.clone());
 
     let reporter = Reporter {
         controller: "sas-operator".into(),
