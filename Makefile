@@ -44,7 +44,8 @@ fmt:
 	$(CARGO) fmt --all
 
 crds:
-	$(CARGO) run --quiet -- crd --output-dir crds
+	mkdir -p charts/sas-operator/templates/crds
+	$(CARGO) run --quiet -- crd --output-dir crds --chart-templates-dir charts/sas-operator/templates/crds
 
 ## The operator image without Docker (docker-archive tar in target/image/; see hack/image.sh).
 image:
