@@ -295,13 +295,23 @@ async fn helm_install_upgrade_and_uninstall_on_the_node() {
         "sasissuers.sas-operator.io",
         "clustersasissuers.sas-operator.io",
     ] {
-        let deletion = kubectl(&[
-            "get",
-            "crd",
-            crd,
-            "-o",
-            "jsonpath={.metadata.deletionTimestamp}",
-        ]);
+        let output = common::control_plane()
+            .kubectl()
+            .args([
+                "get",
+                "crd",
+                crd,
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}",
+            ])
+            .output()
+            .expect("run kubectl get crd");
+        assert!(
+            output.status.success(),
+            "helm uninstall deleted the CRD {crd}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let deletion = String::from_utf8_lossy(&output.stdout);
         assert_eq!(deletion, "", "helm uninstall deleted the CRD {crd}");
     }
     let grants = Api::<sas_operator::crd::SasGrant>::namespaced(client.clone(), &ns);
