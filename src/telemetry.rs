@@ -68,13 +68,20 @@ mod tests {
     fn the_http_stack_and_kube_runtime_are_capped_at_warn() {
         let caps = client_library_caps();
         for target in [
-            "kube_runtime::watcher",
+            "kube_runtime::controller",
             "hyper_util::client",
             "tower_http::trace",
         ] {
             assert!(!caps.would_enable(target, &Level::DEBUG), "{target}");
             assert!(caps.would_enable(target, &Level::WARN), "{target}");
         }
+    }
+
+    #[test]
+    fn kube_runtimes_watcher_logs_no_status_dump_at_warn() {
+        let caps = client_library_caps();
+        assert!(!caps.would_enable("kube_runtime::watcher", &Level::WARN));
+        assert!(caps.would_enable("kube_runtime::watcher", &Level::ERROR));
     }
 
     #[test]
