@@ -350,7 +350,7 @@ async fn may_watch_cluster_issuers(client: &Client) -> bool {
                 return false;
             }
             Err(err) => {
-                tracing::warn!(error = %err, "could not ask whether ClusterSasIssuers may be watched; they are not");
+                tracing::warn!(error = %crate::error::describe_api_error(&err), "could not ask whether ClusterSasIssuers may be watched; they are not");
                 return false;
             }
         }
@@ -538,7 +538,10 @@ async fn feed_owned_secrets(
                     let _ = synced.send(());
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "watch of the operator's own Secrets"),
+            Err(err) => tracing::debug!(
+                error = %describe_watch_error(&err),
+                "watch of the operator's own Secrets"
+            ),
         }
     }
 }
@@ -587,7 +590,10 @@ async fn feed_key_secrets(
                     let _ = synced.send(());
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "watch of the key Secrets"),
+            Err(err) => tracing::debug!(
+                error = %describe_watch_error(&err),
+                "watch of the key Secrets"
+            ),
         }
     }
 }
@@ -725,7 +731,8 @@ fn issuer_triggers(
             future::ready(match change {
                 Ok(change) => Some(change),
                 Err(err) => {
-                    tracing::debug!(error = %err, "issuer watch"); // Outages: one WARN from the probe and the grant watch.
+                    // Outages: one WARN from the probe and the grant watch.
+                    tracing::debug!(error = %describe_watch_error(&err), "issuer watch");
                     None
                 }
             })
@@ -776,11 +783,32 @@ fn log_watch_error(err: &watcher::Error, health: &ApiHealth) {
     } else if health.log_watch_failure() {
         tracing::warn!(
             reason = "WatchFailed",
-            error = %crate::error::truncate_message(&err.to_string()),
+            error = %crate::error::truncate_message(&describe_watch_error(err)),
             "a watch failed; retrying every half second until the API server answers"
         );
     } else {
-        tracing::debug!(error = %err, "a watch failed again");
+        tracing::debug!(error = %describe_watch_error(err), "a watch failed again");
+    }
+}
+
+/// A watch error in one line: an API error by its message, reason and code, without the whole
+/// `Status` in its debug form that kube's own text appends.
+fn describe_watch_error(err: &watcher::Error) -> String {
+    use crate::error::describe_api_error;
+    match err {
+        watcher::Error::InitialListFailed(err) => {
+            format!("the list failed: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchStartFailed(err) => {
+            format!("the watch did not start: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchFailed(err) => {
+            format!("the watch stream failed: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchError(status) => {
+            format!("the API server ended the watch: {status} ({})", status.code)
+        }
+        other => other.to_string(),
     }
 }
 
@@ -857,6 +885,23 @@ mod tests {
         secret.metadata.name = Some(name.into());
         secret.metadata.resource_version = Some(version.into());
         secret
+    }
+
+    #[test]
+    fn a_watch_error_is_described_without_the_status_dump() {
+        let refused = kube::core::Status::failure("storage is (re)initializing", "TooManyRequests")
+            .with_code(429)
+            .boxed();
+        let started = watcher::Error::WatchStartFailed(kube::Error::Api(refused.clone()));
+        assert_eq!(
+            describe_watch_error(&started),
+            "the watch did not start: ApiError: storage is (re)initializing: TooManyRequests (429)"
+        );
+        let ended = describe_watch_error(&watcher::Error::WatchError(refused));
+        assert_eq!(
+            ended,
+            "the API server ended the watch: storage is (re)initializing: TooManyRequests (429)"
+        );
     }
 
     #[test]

@@ -13,11 +13,14 @@ use crate::config::LogFormat;
 /// namespace) at WARN when they fail to decode, and error bodies at DEBUG; its ERROR lines
 /// repeat every failed request (three per failed reconcile while the API server is down), which
 /// the operator already logs once per attempt with a reason: it is silenced. kube-runtime logs
-/// API errors at DEBUG and WARN. The HTTP and TLS stacks have nothing an operator needs below
-/// WARN.
-const CAPPED: [(&str, LevelFilter); 8] = [
+/// API errors at DEBUG and WARN; its watcher logs each 403 a watch meets (a restarted API
+/// server's authorizer not ready yet) at WARN with the whole `Status` debug dump, once per
+/// retry, where the operator logs one WARN per outage itself: only the watcher's ERROR passes.
+/// The HTTP and TLS stacks have nothing an operator needs below WARN.
+const CAPPED: [(&str, LevelFilter); 9] = [
     ("kube_client", LevelFilter::OFF),
     ("kube_runtime", LevelFilter::WARN),
+    ("kube_runtime::watcher", LevelFilter::ERROR),
     ("hyper", LevelFilter::WARN),
     ("hyper_util", LevelFilter::WARN),
     ("h2", LevelFilter::WARN),
