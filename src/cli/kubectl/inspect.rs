@@ -270,11 +270,7 @@ impl Token {
     }
 
     pub fn table(&self, now: Timestamp) -> String {
-        let mut rows: Vec<[String; 3]> = vec![[
-            "FIELD".into(),
-            "VALUE".into(),
-            "MEANING".into(),
-        ]];
+        let mut rows: Vec<[String; 3]> = vec![["FIELD".into(), "VALUE".into(), "MEANING".into()]];
         for (name, value) in &self.fields {
             rows.push([name.clone(), value.clone(), explain(name, value, now)]);
         }
@@ -306,9 +302,11 @@ impl Token {
             out.push_str("No expiry in the token (a stored access policy gives it).\n\n");
         }
         for [name, value, meaning] in &rows {
-            out.push_str(&format!("{name:first$}   {value:second$}   {meaning}")
-                .trim_end()
-                .to_string());
+            out.push_str(
+                &format!("{name:first$}   {value:second$}   {meaning}")
+                    .trim_end()
+                    .to_string(),
+            );
             out.push('\n');
         }
         out
@@ -417,9 +415,7 @@ mod tests {
     const SIG_DECODED: &str = "q0Kz+9vY3hF8Wl/AbCdEfGhIjKlMnOpQrStUvWxYz012345=";
 
     fn token() -> String {
-        format!(
-            "se=2030-01-01T20%3A00%3A00Z&sp=rl&spr=https%2Chttp&sv=2025-11-05&sr=c&sig={SIG}"
-        )
+        format!("se=2030-01-01T20%3A00%3A00Z&sp=rl&spr=https%2Chttp&sv=2025-11-05&sr=c&sig={SIG}")
     }
 
     fn now() -> Timestamp {
@@ -449,8 +445,14 @@ mod tests {
     #[test]
     fn the_table_explains_fields_and_times() {
         let out = Token::parse(&token()).unwrap().table(now());
-        assert!(out.starts_with("A container SAS, signed with an account key.\n"), "{out}");
-        assert!(out.contains("Expires in 8h (2030-01-01T20:00:00Z)."), "{out}");
+        assert!(
+            out.starts_with("A container SAS, signed with an account key.\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Expires in 8h (2030-01-01T20:00:00Z)."),
+            "{out}"
+        );
         assert!(out.contains("expiry (in 8h)"), "{out}");
         assert!(out.contains("resource: container"), "{out}");
     }
@@ -475,7 +477,10 @@ mod tests {
         let account = Token::parse("sv=2025-11-05&ss=bq&srt=sco&sig=x").unwrap();
         assert_eq!(account.kind(), "account SAS");
         assert!(account.table(now()).contains("services: blob, queue"));
-        assert_eq!(Token::parse("sv=2025-11-05&tn=t1&sig=x").unwrap().kind(), "table SAS");
+        assert_eq!(
+            Token::parse("sv=2025-11-05&tn=t1&sig=x").unwrap().kind(),
+            "table SAS"
+        );
     }
 
     #[test]
@@ -488,7 +493,10 @@ mod tests {
 
     #[test]
     fn a_token_needs_a_version_and_a_signature() {
-        assert_eq!(Token::parse("sv=2025-11-05&sp=r"), Err(TokenError::NotAToken));
+        assert_eq!(
+            Token::parse("sv=2025-11-05&sp=r"),
+            Err(TokenError::NotAToken)
+        );
         assert_eq!(Token::parse("sp=r&sig=x"), Err(TokenError::NotAToken));
         assert_eq!(Token::parse("  \n"), Err(TokenError::Empty));
     }

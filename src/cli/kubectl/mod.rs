@@ -72,8 +72,7 @@ impl ClusterArgs {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client =
-            Client::try_from(config).map_err(|err| PluginError::Client(one_line(&err)))?;
+        let client = Client::try_from(config).map_err(|err| PluginError::Client(one_line(&err)))?;
         Ok(Cluster { client, namespace })
     }
 
@@ -93,9 +92,8 @@ impl ClusterArgs {
         };
         match loaded {
             Ok(config) => Ok(config),
-            Err(err) if self.may_fall_back_to_in_cluster(&err) => {
-                Config::incluster().map_err(|in_cluster| PluginError::NoConfig(one_line(&in_cluster)))
-            }
+            Err(err) if self.may_fall_back_to_in_cluster(&err) => Config::incluster()
+                .map_err(|in_cluster| PluginError::NoConfig(one_line(&in_cluster))),
             Err(err) => Err(PluginError::Kubeconfig(describe_kubeconfig_error(&err))),
         }
     }
@@ -209,7 +207,10 @@ pub fn describe_kube_error(err: &kube::Error) -> String {
             } else {
                 format!("{}, HTTP {}", status.reason, status.code)
             };
-            one_line(&std::io::Error::other(format!("{} ({reason})", status.message)))
+            one_line(&std::io::Error::other(format!(
+                "{} ({reason})",
+                status.message
+            )))
         }
         other => one_line(other),
     }

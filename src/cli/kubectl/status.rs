@@ -14,12 +14,10 @@ use crate::crd::{
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// What to show: grants (default) or issuers (SasIssuers and ClusterSasIssuers).
-    #[arg(value_enum, default_value_t = Subject::Grants)]
-    pub subject: Subject,
-    /// Only these names (default: all).
-    #[arg(value_name = "NAME")]
-    pub names: Vec<String>,
+    /// `grants` (default) or `issuers` (SasIssuers and ClusterSasIssuers), then names to
+    /// show (default: all). `status NAME` is `status grants NAME`.
+    #[arg(value_name = "grants|issuers] [NAME")]
+    pub words: Vec<String>,
     /// Output format: wide (more columns) or json. Default: a table.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Format>,
@@ -30,12 +28,24 @@ pub struct StatusArgs {
     pub all_namespaces: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
-    #[value(alias = "grant", alias = "sasgrants")]
     Grants,
-    #[value(alias = "issuer")]
     Issuers,
+}
+
+/// What `status` was asked for: a leading `grants` or `issuers` (singular too) picks the
+/// subject; any other word is already a grant's name.
+pub fn subject_and_names(words: &[String]) -> (Subject, &[String]) {
+    match words.split_first() {
+        Some((first, rest)) if matches!(first.as_str(), "grants" | "grant" | "sasgrants") => {
+            (Subject::Grants, rest)
+        }
+        Some((first, rest)) if matches!(first.as_str(), "issuers" | "issuer") => {
+            (Subject::Issuers, rest)
+        }
+        _ => (Subject::Grants, words),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,10 +60,11 @@ pub async fn run(args: StatusArgs) -> Result<String, PluginError> {
         namespace: (!args.all_namespaces).then(|| cluster.namespace.clone()),
     };
     let now = Timestamp::now();
-    match args.subject {
+    let (subject, names) = subject_and_names(&args.words);
+    match subject {
         Subject::Grants => {
             let grants = list_grants(&cluster.client, &scope).await?;
-            let rows = select(grants.iter().map(grant_row).collect(), &args.names, &scope)?;
+            let rows = select(grants.iter().map(grant_row).collect(), names, &scope)?;
             Ok(render_grants(&rows, &scope, args.output, now))
         }
         Subject::Issuers => {
@@ -61,7 +72,7 @@ pub async fn run(args: StatusArgs) -> Result<String, PluginError> {
             if let Some(warning) = warning {
                 eprintln!("warning: {warning}");
             }
-            let rows = select(rows, &args.names, &scope)?;
+            let rows = select(rows, names, &scope)?;
             Ok(render_issuers(&rows, args.output, now))
         }
     }
@@ -195,7 +206,11 @@ impl Named for GrantRow {
 
 pub fn grant_row(grant: &SasGrant) -> GrantRow {
     let status = grant.status.clone().unwrap_or_default();
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").cloned();
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .cloned();
     let issuer = match (&grant.spec.issuer_ref, &grant.spec.storage_account) {
         (Some(issuer), _) => format!("{}/{}", issuer.kind.as_str(), issuer.name),
         (None, Some(account)) => format!("storageAccount/{}", account.name),
@@ -703,6 +718,21 @@ mod tests {
                 "90m"
             ]
         );
+    }
+
+    #[test]
+    fn a_leading_grants_or_issuers_picks_the_subject_and_any_other_word_is_a_name() {
+        let words = |list: &[&str]| list.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let issuers = words(&["issuers", "team-key"]);
+        assert_eq!(
+            subject_and_names(&issuers),
+            (Subject::Issuers, &issuers[1..])
+        );
+        let grants = words(&["grant", "photos"]);
+        assert_eq!(subject_and_names(&grants), (Subject::Grants, &grants[1..]));
+        let bare = words(&["photos", "issuers"]);
+        assert_eq!(subject_and_names(&bare), (Subject::Grants, &bare[..]));
+        assert_eq!(subject_and_names(&[]), (Subject::Grants, &[][..]));
     }
 
     #[test]
