@@ -526,3 +526,84 @@ fn bad_input_exits_2_with_one_line_and_no_key() {
         assert!(!line.contains(key), "the key was echoed: {line}");
     }
 }
+
+fn krew_manifest(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("read the krew manifest");
+    serde_saphyr::from_str(&text).expect("the krew manifest is YAML")
+}
+
+#[test]
+fn the_krew_manifest_installs_kubectl_sas_on_linux_amd64() {
+    let manifest = krew_manifest(&common::process::repo_root().join("deploy/krew/sas.yaml"));
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "sas");
+    let spec = &manifest["spec"];
+    assert_eq!(spec["version"], format!("v{}", env!("CARGO_PKG_VERSION")));
+    let platforms = spec["platforms"].as_array().expect("platforms");
+    assert_eq!(platforms.len(), 1);
+    let platform = &platforms[0];
+    assert_eq!(
+        platform["selector"]["matchLabels"],
+        json!({"os": "linux", "arch": "amd64"})
+    );
+    assert_eq!(platform["bin"], "kubectl-sas");
+    let uri = platform["uri"].as_str().expect("uri");
+    assert!(
+        uri.ends_with(&format!(
+            "/releases/download/v{}/kubectl-sas-linux-amd64.tar.gz",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{uri}"
+    );
+}
+
+#[test]
+fn krew_release_fills_in_the_archives_sha256_and_owner() {
+    use sha2::Digest as _;
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    // A stand-in that answers --version like the plugin: the debug build is 200 MB to gzip.
+    let binary = out_dir.path().join("stand-in");
+    std::fs::write(&binary, "#!/bin/sh\necho kubectl-sas 0.1.0\n").expect("write");
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let output = Command::new(common::process::repo_root().join("hack/krew-release.sh"))
+        .arg("example-org")
+        .arg(&binary)
+        .env("KREW_OUT_DIR", out_dir.path())
+        .output()
+        .expect("run hack/krew-release.sh");
+    assert_success(&output);
+
+    let archive = out_dir.path().join("kubectl-sas-linux-amd64.tar.gz");
+    let digest = sha2::Sha256::digest(std::fs::read(&archive).expect("read the archive"));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let manifest = krew_manifest(&out_dir.path().join("sas.yaml"));
+    let platform = &manifest["spec"]["platforms"][0];
+    assert_eq!(platform["sha256"], hex.as_str());
+    assert!(
+        platform["uri"]
+            .as_str()
+            .expect("uri")
+            .starts_with("https://github.com/example-org/sas-operator/releases/download/"),
+        "{platform}"
+    );
+    assert_eq!(
+        manifest["spec"]["homepage"],
+        "https://github.com/example-org/sas-operator"
+    );
+
+    let listing = Command::new("tar")
+        .arg("-tvzf")
+        .arg(&archive)
+        .output()
+        .expect("tar lists the archive");
+    let listing = stdout(&listing);
+    let entries: Vec<&str> = listing.lines().collect();
+    assert_eq!(entries.len(), 1, "{listing}");
+    assert!(entries[0].starts_with("-rwxr-xr-x 0/0 "), "{listing}");
+    assert!(entries[0].ends_with(" kubectl-sas"), "{listing}");
+}
