@@ -302,11 +302,8 @@ impl Token {
             out.push_str("No expiry in the token (a stored access policy gives it).\n\n");
         }
         for [name, value, meaning] in &rows {
-            out.push_str(
-                &format!("{name:first$}   {value:second$}   {meaning}")
-                    .trim_end()
-                    .to_string(),
-            );
+            let line = format!("{name:first$}   {value:second$}   {meaning}");
+            out.push_str(line.trim_end());
             out.push('\n');
         }
         out

@@ -11,6 +11,7 @@ use super::{ClusterArgs, PluginError, describe_kube_error, when};
 use crate::crd::{
     ClusterSasIssuer, GrantCondition, GrantResource, IssuerStatus, SasGrant, SasIssuer,
 };
+use crate::reconcile::status::CONDITION_READY;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -65,6 +66,10 @@ pub async fn run(args: StatusArgs) -> Result<String, PluginError> {
         Subject::Grants => {
             let grants = list_grants(&cluster.client, &scope).await?;
             let rows = select(grants.iter().map(grant_row).collect(), names, &scope)?;
+            if rows.is_empty() && args.output != Some(Format::Json) {
+                // As kubectl says it: on stderr, so stdout stays a table or nothing.
+                eprintln!("No grants found in {}.", scope.describe());
+            }
             Ok(render_grants(&rows, &scope, args.output, now))
         }
         Subject::Issuers => {
@@ -73,6 +78,9 @@ pub async fn run(args: StatusArgs) -> Result<String, PluginError> {
                 eprintln!("warning: {warning}");
             }
             let rows = select(rows, names, &scope)?;
+            if rows.is_empty() && args.output != Some(Format::Json) {
+                eprintln!("No issuers found in {} or the cluster.", scope.describe());
+            }
             Ok(render_issuers(&rows, args.output, now))
         }
     }
@@ -209,7 +217,7 @@ pub fn grant_row(grant: &SasGrant) -> GrantRow {
     let ready = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == CONDITION_READY)
         .cloned();
     let issuer = match (&grant.spec.issuer_ref, &grant.spec.storage_account) {
         (Some(issuer), _) => format!("{}/{}", issuer.kind.as_str(), issuer.name),
@@ -313,7 +321,12 @@ impl IssuerRow {
             kind,
             namespace,
             name,
-            ready: status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned()),
+            ready: status.and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == CONDITION_READY)
+                    .cloned()
+            }),
             account: account.to_string(),
             credential: if workload_identity {
                 "workloadIdentity"
@@ -352,7 +365,6 @@ pub fn render_grants(
         return pretty(json!({ "items": items }));
     }
     if rows.is_empty() {
-        eprintln!("No grants found in {}.", scope.describe());
         return String::new();
     }
     let wide = format == Some(Format::Wide);
@@ -463,7 +475,6 @@ pub fn render_issuers(rows: &[IssuerRow], format: Option<Format>, now: Timestamp
         return pretty(json!({ "items": items }));
     }
     if rows.is_empty() {
-        eprintln!("No issuers found.");
         return String::new();
     }
     let wide = format == Some(Format::Wide);
