@@ -5,8 +5,8 @@
 #
 #   hack/krew-release.sh OWNER [BINARY]
 #
-# OWNER: the GitHub owner the release is published under
-# (https://github.com/OWNER/sas-operator/releases/download/vX.Y.Z/kubectl-sas-linux-amd64.tar.gz).
+# OWNER: the GitHub owner the release is published under (the manifest's URLs name it; the
+# archive is the release asset kubectl-sas-linux-amd64.tar.gz of tag vX.Y.Z).
 # BINARY: default, `cargo build --release --locked --bin kubectl-sas`. Linked against glibc
 # dynamically, unlike the operator's image: the plugin resolves the API server's host name,
 # which static glibc can only do with the host's NSS libraries of the same glibc version.
