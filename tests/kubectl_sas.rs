@@ -416,10 +416,8 @@ async fn install_issuer_crds(client: &kube::Client) {
     .await;
 }
 
-#[tokio::test]
-async fn status_issuers_lists_the_namespaces_issuers_with_their_credential() {
-    let (client, ns) = namespace("kubectl-sas-issuers").await;
-    install_issuer_crds(&client).await;
+/// Creates SasIssuer `team-key` (account key of `acct1`) in `ns`.
+async fn create_account_key_issuer(client: &kube::Client, ns: &str) {
     let issuer: SasIssuer = serde_json::from_value(json!({
         "apiVersion": "sas-operator.io/v1alpha1",
         "kind": "SasIssuer",
@@ -430,10 +428,17 @@ async fn status_issuers_lists_the_namespaces_issuers_with_their_credential() {
         },
     }))
     .expect("a valid SasIssuer");
-    Api::<SasIssuer>::namespaced(client.clone(), &ns)
+    Api::<SasIssuer>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &issuer)
         .await
         .expect("create the SasIssuer");
+}
+
+#[tokio::test]
+async fn status_issuers_lists_the_namespaces_issuers_with_their_credential() {
+    let (client, ns) = namespace("kubectl-sas-issuers").await;
+    install_issuer_crds(&client).await;
+    create_account_key_issuer(&client, &ns).await;
 
     let output = kubectl_sas(&["status", "issuers", "-n", &ns, "-o", "json"]);
     assert_success(&output);
@@ -450,6 +455,70 @@ async fn status_issuers_lists_the_namespaces_issuers_with_their_credential() {
     assert_eq!(ours[0]["account"], "acct1");
     assert_eq!(ours[0]["credential"], "accountKey");
     assert_eq!(ours[0]["keyExpiresAt"], Value::Null);
+}
+
+#[tokio::test]
+async fn status_issuers_without_cluster_read_access_warns_and_shows_the_namespaces_issuers() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let (client, ns) = namespace("kubectl-sas-viewer").await;
+    install_issuer_crds(&client).await;
+    create_account_key_issuer(&client, &ns).await;
+    let apply = PatchParams::apply("sas-operator-tests").force();
+    let account: ServiceAccount = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "viewer", "namespace": ns},
+    }))
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .patch("viewer", &apply, &Patch::Apply(&account))
+        .await
+        .expect("apply the ServiceAccount");
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "issuer-viewer", "namespace": ns},
+        "rules": [{"apiGroups": ["sas-operator.io"], "resources": ["sasissuers"], "verbs": ["list"]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .patch("issuer-viewer", &apply, &Patch::Apply(&role))
+        .await
+        .expect("apply the Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "issuer-viewer", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "issuer-viewer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .patch("issuer-viewer", &apply, &Patch::Apply(&binding))
+        .await
+        .expect("apply the RoleBinding");
+    let kubeconfig = common::control_plane()
+        .service_account_kubeconfig(&ns, "viewer")
+        .await;
+
+    let output = kubectl_sas(&[
+        "status",
+        "issuers",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("UTF-8 path"),
+    ]);
+    assert_success(&output);
+    let warning = stderr(&output);
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(
+        warning.starts_with("warning: not allowed to list ClusterSasIssuers"),
+        "{warning}"
+    );
+    let text = stdout(&output);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(
+        rows[0].starts_with(&format!("SasIssuer   {ns}   team-key ")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -479,6 +548,7 @@ async fn inspect_decodes_a_grants_token_and_never_prints_its_signature() {
         let text = stdout(output);
         for sig in signature_forms(&token) {
             assert!(!text.contains(&sig), "sig printed in: {text}");
+            assert!(!stderr(output).contains(&sig), "sig on stderr");
         }
         assert!(text.contains(&expiry), "{text}");
     }
