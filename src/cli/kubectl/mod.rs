@@ -157,6 +157,8 @@ pub enum PluginError {
     },
     #[error("cannot read the token from stdin: {0}")]
     Stdin(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
     #[error("{0}")]
     Usage(&'static str),
     #[error(transparent)]
@@ -177,7 +179,8 @@ impl PluginError {
             PluginError::List { .. }
             | PluginError::NotFound { .. }
             | PluginError::Get { .. }
-            | PluginError::Stdin(_) => 1,
+            | PluginError::Stdin(_)
+            | PluginError::Runtime(_) => 1,
         }
     }
 }
@@ -194,6 +197,11 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
+    single_line(&text)
+}
+
+/// `text` with every run of whitespace (newlines included) as one space.
+fn single_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -207,10 +215,7 @@ pub fn describe_kube_error(err: &kube::Error) -> String {
             } else {
                 format!("{}, HTTP {}", status.reason, status.code)
             };
-            one_line(&std::io::Error::other(format!(
-                "{} ({reason})",
-                status.message
-            )))
+            single_line(&format!("{} ({reason})", status.message))
         }
         other => one_line(other),
     }
@@ -246,7 +251,7 @@ fn run_async(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|err| PluginError::Client(format!("cannot start the async runtime: {err}")))?;
+        .map_err(|err| PluginError::Runtime(err.to_string()))?;
     runtime.block_on(command)
 }
 
