@@ -1,5 +1,7 @@
-//! Subcommand dispatch for the `sas-operator` binary.
+//! Subcommand dispatch for the `sas-operator` binary, and `kubectl sas` (the `kubectl-sas`
+//! binary) in [`kubectl`]. Nothing else in the library imports from here.
 
+pub mod kubectl;
 pub mod sign;
 
 use std::process::ExitCode;
@@ -41,7 +43,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(err, SUBCOMMANDS),
     };
     match cli.command {
         Command::Sign(args) => sign::run(*args),
@@ -94,9 +96,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `sas-operator`'s subcommands, as a usage error lists them.
+const SUBCOMMANDS: &str = "sign, crd or run";
+
 /// Help and version print as clap renders them; any other parse error is one line on stderr
 /// and exit code 2, like every other bad input.
-fn usage_error(err: clap::Error) -> ExitCode {
+fn usage_error(err: clap::Error, subcommands: &str) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         err.kind(),
@@ -106,14 +111,20 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ) {
         err.exit();
     }
-    eprintln!("{}", usage_line(&err));
+    eprintln!("{}", usage_line_for(&err, subcommands));
     ExitCode::from(2)
 }
 
-/// The one line for a parse error. clap quotes what it could not place, and that may be a key:
-/// one given positionally, or one starting with `-` (taken for a flag). So an argument is named
-/// only when it is a flag name, and a rejected value never.
+/// The one line for a parse error of `sas-operator`.
 pub fn usage_line(err: &clap::Error) -> String {
+    usage_line_for(err, SUBCOMMANDS)
+}
+
+/// The one line for a parse error of a binary whose subcommands are `subcommands` (as prose).
+/// clap quotes what it could not place, and that may be a key: one given positionally, or one
+/// starting with `-` (taken for a flag). So an argument is named only when it is a flag name,
+/// and a rejected value never.
+pub fn usage_line_for(err: &clap::Error, subcommands: &str) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind| match err.get(kind) {
         Some(ContextValue::String(text)) => Some(text.as_str()),
@@ -144,11 +155,9 @@ pub fn usage_line(err: &clap::Error) -> String {
                   follows its --flag; pass keys with --account-key or AZURE_STORAGE_KEY"
                 .to_string(),
         },
-        ErrorKind::InvalidSubcommand => {
-            "error: unrecognized subcommand (not shown, in case it is a key): expected sign, \
-             crd or run"
-                .to_string()
-        }
+        ErrorKind::InvalidSubcommand => format!(
+            "error: unrecognized subcommand (not shown, in case it is a key): expected {subcommands}"
+        ),
         // "a value is required for '--flag' but none was supplied" quotes no input.
         ErrorKind::InvalidValue if context(ContextKind::InvalidValue) == Some("") => first_line(),
         ErrorKind::InvalidValue
