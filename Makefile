@@ -22,9 +22,9 @@ NODE_UNSUPPORTED = $(shell bash -c 'source hack/lib.sh && source hack/node.sh &&
 INTEGRATION_TESTS = $(basename $(notdir $(wildcard tests/*.rs)))
 test: tools
 	@if [[ -n "$(NODE_UNSUPPORTED)" && -n "$${CI:-}" ]]; then echo "error: $(NODE_UNSUPPORTED); CI runs tests/node.rs" >&2; exit 1; fi
-	@if [[ -n "$(NODE_UNSUPPORTED)" ]]; then echo "NOTE: tests/node.rs and tests/node_teardown.rs left out: $(NODE_UNSUPPORTED). Everything else runs; run it as root on Linux: sudo make test" >&2; fi
+	@if [[ -n "$(NODE_UNSUPPORTED)" ]]; then echo "NOTE: tests/node.rs, tests/node_teardown.rs and tests/helm_install.rs left out: $(NODE_UNSUPPORTED). Everything else runs; run it as root on Linux: sudo make test" >&2; fi
 	source hack/env.sh && $(CARGO) test --lib --bins --benches --no-fail-fast \
-	  $(foreach t,$(if $(NODE_UNSUPPORTED),$(filter-out node node_teardown,$(INTEGRATION_TESTS)),$(INTEGRATION_TESTS)),--test $(t))
+	  $(foreach t,$(if $(NODE_UNSUPPORTED),$(filter-out node node_teardown helm_install,$(INTEGRATION_TESTS)),$(INTEGRATION_TESTS)),--test $(t))
 
 ## A control plane, Azurite (HTTP, and HTTPS with OAuth), the Entra ID emulator and a worker
 ## node in the background (the node where it can run: root on Linux);
@@ -44,7 +44,8 @@ fmt:
 	$(CARGO) fmt --all
 
 crds:
-	$(CARGO) run --quiet -- crd --output-dir crds
+	mkdir -p charts/sas-operator/templates/crds
+	$(CARGO) run --quiet -- crd --output-dir crds --chart-templates-dir charts/sas-operator/templates/crds
 
 ## The operator image without Docker (docker-archive tar in target/image/; see hack/image.sh).
 image:

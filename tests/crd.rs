@@ -14,6 +14,23 @@ fn committed_crds_match_the_rust_types() {
 }
 
 #[test]
+fn committed_chart_crd_templates_match_the_rust_types() {
+    for (file, generated) in sas_operator::crd::chart_crd_templates() {
+        let path = format!(
+            "{}/charts/sas-operator/templates/crds/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!("charts/sas-operator/templates/crds/{file} is committed: {err}")
+        });
+        assert!(
+            committed == generated,
+            "charts/sas-operator/templates/crds/{file} is stale: run `make crds` and commit the result"
+        );
+    }
+}
+
+#[test]
 fn every_example_grant_is_a_valid_sas_grant() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let mut grants = 0;

@@ -30,6 +30,10 @@ pub enum Command {
         /// Write each CRD to DIR/<kind>.yaml (as committed under crds/) instead of printing.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<std::path::PathBuf>,
+        /// Also write each CRD as a Helm chart template to DIR/<kind>.yaml (as committed
+        /// under charts/sas-operator/templates/crds/).
+        #[arg(long, value_name = "DIR", requires = "output_dir")]
+        chart_templates_dir: Option<std::path::PathBuf>,
     },
     /// Sign a one-off SAS token, like `az storage ... generate-sas`.
     Sign(Box<sign::SignArgs>),
@@ -43,16 +47,30 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Sign(args) => sign::run(*args),
-        Command::Crd { output_dir: None } => {
+        Command::Crd {
+            output_dir: None, ..
+        } => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
         }
         Command::Crd {
             output_dir: Some(dir),
+            chart_templates_dir,
         } => {
-            for (file, yaml) in crate::crd::crd_files() {
-                if let Err(err) = std::fs::write(dir.join(file), yaml) {
-                    eprintln!("error: cannot write {}: {err}", dir.join(file).display());
+            let mut files: Vec<_> = crate::crd::crd_files()
+                .into_iter()
+                .map(|(file, yaml)| (dir.join(file), yaml))
+                .collect();
+            if let Some(chart_dir) = chart_templates_dir {
+                files.extend(
+                    crate::crd::chart_crd_templates()
+                        .into_iter()
+                        .map(|(file, template)| (chart_dir.join(file), template)),
+                );
+            }
+            for (path, text) in files {
+                if let Err(err) = std::fs::write(&path, text) {
+                    eprintln!("error: cannot write {}: {err}", path.display());
                     return ExitCode::from(2);
                 }
             }
