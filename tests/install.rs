@@ -240,7 +240,10 @@ fn yaml_blocks(path: &str, markdown: &str) -> Vec<(usize, String)> {
             }
         }
     }
-    assert!(current.is_none(), "{path} has an unterminated ```yaml block");
+    assert!(
+        current.is_none(),
+        "{path} has an unterminated ```yaml block"
+    );
     blocks
 }
 
@@ -250,7 +253,13 @@ fn documentation_files() -> Vec<String> {
     let mut files = vec!["README.md".to_string(), "CONTRIBUTING.md".to_string()];
     let mut pages: Vec<String> = std::fs::read_dir(repo_root().join("docs"))
         .expect("read docs/")
-        .map(|entry| entry.expect("a docs/ entry").file_name().into_string().expect("UTF-8"))
+        .map(|entry| {
+            entry
+                .expect("a docs/ entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8")
+        })
         .filter(|name| name.ends_with(".md"))
         .map(|name| format!("docs/{name}"))
         .collect();
@@ -287,8 +296,8 @@ fn every_yaml_example_in_the_readme_and_docs_passes_server_side_dry_run() {
         );
     }
     for (place, yaml) in &blocks {
-        let documents: Vec<Value> = serde_saphyr::from_multiple(yaml)
-            .unwrap_or_else(|e| panic!("{place}: not YAML: {e}"));
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("{place}: not YAML: {e}"));
         // Examples name their namespace; it must exist for the dry run to reach validation.
         for document in &documents {
             assert!(
