@@ -29,3 +29,6 @@ mod endpoints;
 
 #[path = "hostile/service_accounts.rs"]
 mod service_accounts;
+
+#[path = "hostile/fetch.rs"]
+mod fetch;
