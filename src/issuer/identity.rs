@@ -31,8 +31,11 @@ pub const STORAGE_REQUEST_VERSION: &str = "2025-05-05";
 pub const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 600;
 /// Azure's limit on a user delegation key's lifetime, and so on a user delegation SAS's.
 pub const MAX_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A request to Entra or storage that takes longer fails.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request to Entra or storage that takes longer fails (less with a short reconcile
+/// deadline, see [`IdentityClient::bounded_by`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// A connection to Entra or storage that takes longer to set up fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A failure of one step of the workload identity chain. Messages carry status codes and
 /// Entra or storage error codes, never a token, an assertion or a key.
@@ -60,6 +63,12 @@ pub enum IdentityError {
     DelegationKeyRefused { status: u16, code: String },
     #[error("the storage blob endpoint could not be reached: {0}")]
     StorageUnreachable(String),
+    #[error(
+        "obtaining a user delegation key took longer than {after}s (TokenRequest, Entra exchange and Get User Delegation Key together); abandoned"
+    )]
+    FetchTimedOut { after: u64 },
+    #[error("the user delegation key returned expires at {expiry}, earlier than requested")]
+    DelegationKeyTooShort { expiry: String },
     #[error("the Get User Delegation Key response could not be read (missing {0})")]
     DelegationKeyBadResponse(&'static str),
     #[error("{0}")]
@@ -97,6 +106,8 @@ impl IdentityError {
             IdentityError::DelegationKeyForbidden { .. } => "UserDelegationKeyForbidden",
             IdentityError::DelegationKeyRefused { .. } => "UserDelegationKeyFailed",
             IdentityError::StorageUnreachable(_) => "StorageUnreachable",
+            IdentityError::FetchTimedOut { .. } => "UserDelegationKeyFetchTimedOut",
+            IdentityError::DelegationKeyTooShort { .. } => "UserDelegationKeyFailed",
             IdentityError::DelegationKeyBadResponse(_) => "UserDelegationKeyFailed",
             IdentityError::Unsupported(_) => "UserDelegationUnsupported",
             IdentityError::NotConfigured(_) => "WorkloadIdentityNotConfigured",
@@ -109,12 +120,20 @@ impl IdentityError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            IdentityError::EntraUnreachable(_) | IdentityError::StorageUnreachable(_)
+            IdentityError::EntraUnreachable(_)
+                | IdentityError::StorageUnreachable(_)
+                | IdentityError::FetchTimedOut { .. }
         ) || matches!(self, IdentityError::EntraBadResponse { status } | IdentityError::DelegationKeyRefused { status, .. } if *status >= 500 || *status == 429)
     }
 }
 
 // ----- pure: requests -----
+
+/// A request's bound under `reconcile_deadline`: [`REQUEST_TIMEOUT`], or four fifths of the
+/// deadline when that is shorter.
+pub fn request_timeout(reconcile_deadline: Duration) -> Duration {
+    REQUEST_TIMEOUT.min(reconcile_deadline * 4 / 5)
+}
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`.
 pub fn token_endpoint(authority_host: &str, tenant_id: &str) -> String {
@@ -240,6 +259,8 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 pub struct IdentityClient {
     http: reqwest::Client,
     authority_host: String,
+    /// Each request's bound, connection included.
+    request_timeout: Duration,
 }
 
 impl IdentityClient {
@@ -254,7 +275,7 @@ impl IdentityClient {
         }
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
         for path in extra_ca_files {
             let pem = std::fs::read(path)
@@ -271,7 +292,15 @@ impl IdentityClient {
         Ok(IdentityClient {
             http,
             authority_host: authority_host.trim_end_matches('/').to_string(),
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// Keeps each request within four fifths of the reconcile deadline: no request outlasts a
+    /// reconcile, even one that waited for it.
+    pub fn bounded_by(mut self, reconcile_deadline: Duration) -> Self {
+        self.request_timeout = request_timeout(reconcile_deadline);
+        self
     }
 
     /// Exchanges a ServiceAccount token for an Entra access token for Azure Storage.
@@ -285,6 +314,7 @@ impl IdentityClient {
             .http
             .post(token_endpoint(&self.authority_host, tenant_id))
             .form(&exchange_form(client_id, assertion))
+            .timeout(self.request_timeout)
             .send()
             .await
             .map_err(|err| IdentityError::EntraUnreachable(describe(&err)))?;
@@ -311,6 +341,7 @@ impl IdentityClient {
             .header("x-ms-version", STORAGE_REQUEST_VERSION)
             .header("Content-Type", "application/xml")
             .body(delegation_key_body(start, expiry))
+            .timeout(self.request_timeout)
             .send()
             .await
             .map_err(|err| IdentityError::StorageUnreachable(describe(&err)))?;
@@ -447,6 +478,20 @@ mod tests {
         // A code that is not a plain identifier is not echoed.
         let odd = parse_delegation_key(400, "<Code>a b\nc</Code>").unwrap_err();
         assert!(odd.to_string().contains("no error code"));
+    }
+
+    #[test]
+    fn requests_end_before_the_reconcile_deadline() {
+        assert_eq!(
+            request_timeout(Duration::from_secs(5)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(request_timeout(Duration::from_secs(60)), REQUEST_TIMEOUT);
+        assert_eq!(
+            request_timeout(Duration::from_secs(2)),
+            Duration::from_millis(1600)
+        );
+        assert!(CONNECT_TIMEOUT < request_timeout(Duration::from_secs(5)));
     }
 
     #[test]

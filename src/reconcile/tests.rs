@@ -933,7 +933,9 @@ async fn a_service_account_nobody_lent_to_the_operator_is_not_bound_with_the_com
     ctx.cluster.unbind_service_account(NS, "signer");
     let grant = keyless_grant();
     let err = run(&grant, &ctx).await.unwrap_err();
-    assert_eq!(err.category(), "ServiceAccountNotBound");
+    // The grant backs off with its issuer, naming the cause; the issuer shows the commands.
+    assert_eq!(err.category(), "IssuerBackingOff");
+    assert!(err.to_string().contains("ServiceAccountNotBound"), "{err}");
     assert_eq!(
         ctx.cluster.token_requests(),
         [(NS.to_string(), "signer".to_string())]
@@ -941,7 +943,7 @@ async fn a_service_account_nobody_lent_to_the_operator_is_not_bound_with_the_com
     let writes = ctx.cluster.writes();
     assert_eq!(
         ready_reason(grant, &writes),
-        ("False".into(), "ServiceAccountNotBound".into())
+        ("False".into(), "IssuerBackingOff".into())
     );
     let (_, reason, message) = issuer_ready(&writes);
     assert_eq!(reason, "ServiceAccountNotBound");
