@@ -34,6 +34,9 @@ pub const MAX_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A request to Entra or storage that takes longer fails (less with a short reconcile
 /// deadline, see [`IdentityClient::bounded_by`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// The most of a response body read from Entra or storage: their answers are a few hundred
+/// bytes, and a host that streams more cannot fill the operator's memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// A connection to Entra or storage that takes longer to set up fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -63,6 +66,10 @@ pub enum IdentityError {
     DelegationKeyRefused { status: u16, code: String },
     #[error("the storage blob endpoint could not be reached: {0}")]
     StorageUnreachable(String),
+    #[error(
+        "the {from} answered with a body larger than {limit} bytes; refused without reading it all"
+    )]
+    ResponseTooLarge { from: &'static str, limit: usize },
     #[error(
         "obtaining a user delegation key took longer than {after}s (TokenRequest, Entra exchange and Get User Delegation Key together); abandoned"
     )]
@@ -107,6 +114,7 @@ impl IdentityError {
             IdentityError::DelegationKeyRefused { .. } => "UserDelegationKeyFailed",
             IdentityError::StorageUnreachable(_) => "StorageUnreachable",
             IdentityError::FetchTimedOut { .. } => "UserDelegationKeyFetchTimedOut",
+            IdentityError::ResponseTooLarge { .. } => "ResponseTooLarge",
             IdentityError::DelegationKeyTooShort { .. } => "UserDelegationKeyFailed",
             IdentityError::DelegationKeyBadResponse(_) => "UserDelegationKeyFailed",
             IdentityError::Unsupported(_) => "UserDelegationUnsupported",
@@ -319,10 +327,12 @@ impl IdentityClient {
             .await
             .map_err(|err| IdentityError::EntraUnreachable(describe(&err)))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| IdentityError::EntraUnreachable(describe(&err)))?;
+        let body = read_capped(
+            response,
+            ENTRA_TOKEN_ENDPOINT,
+            IdentityError::EntraUnreachable,
+        )
+        .await?;
         parse_token_response(client_id, status, &body)
     }
 
@@ -346,11 +356,77 @@ impl IdentityClient {
             .await
             .map_err(|err| IdentityError::StorageUnreachable(describe(&err)))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| IdentityError::StorageUnreachable(describe(&err)))?;
+        let body = read_capped(
+            response,
+            STORAGE_BLOB_ENDPOINT,
+            IdentityError::StorageUnreachable,
+        )
+        .await?;
         parse_delegation_key(status, &body)
+    }
+}
+
+const ENTRA_TOKEN_ENDPOINT: &str = "Entra token endpoint";
+const STORAGE_BLOB_ENDPOINT: &str = "storage blob endpoint (Get User Delegation Key)";
+
+/// A response body up to [`MAX_RESPONSE_BYTES`], chunk by chunk: a larger one (declared or
+/// streamed) is refused as soon as it shows, and what was read of it is dropped.
+async fn read_capped(
+    mut response: reqwest::Response,
+    from: &'static str,
+    unreachable: fn(String) -> IdentityError,
+) -> Result<String, IdentityError> {
+    let too_large = || IdentityError::ResponseTooLarge {
+        from,
+        limit: MAX_RESPONSE_BYTES,
+    };
+    let mut body = CappedBody::new(MAX_RESPONSE_BYTES);
+    if body.declared_too_large(response.content_length()) {
+        return Err(too_large());
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| unreachable(describe(&err)))?
+    {
+        body.push(&chunk).map_err(|_| too_large())?;
+    }
+    Ok(body.into_text())
+}
+
+/// Pure: a body collected up to a cap.
+struct CappedBody {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+/// A body went past its cap.
+#[derive(Debug, PartialEq, Eq)]
+struct OverCap;
+
+impl CappedBody {
+    fn new(cap: usize) -> Self {
+        CappedBody {
+            bytes: Vec::new(),
+            cap,
+        }
+    }
+
+    fn declared_too_large(&self, content_length: Option<u64>) -> bool {
+        content_length.is_some_and(|length| length > self.cap as u64)
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Result<(), OverCap> {
+        if self.bytes.len() + chunk.len() > self.cap {
+            self.bytes = Vec::new();
+            return Err(OverCap);
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn into_text(self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
     }
 }
 
@@ -478,6 +554,33 @@ mod tests {
         // A code that is not a plain identifier is not echoed.
         let odd = parse_delegation_key(400, "<Code>a b\nc</Code>").unwrap_err();
         assert!(odd.to_string().contains("no error code"));
+    }
+
+    #[test]
+    fn a_body_is_read_up_to_its_cap_and_refused_past_it() {
+        let mut body = CappedBody::new(8);
+        assert!(!body.declared_too_large(Some(8)) && !body.declared_too_large(None));
+        assert!(body.declared_too_large(Some(9)));
+        body.push(b"abcd").unwrap();
+        body.push(b"efgh").unwrap();
+        assert_eq!(body.push(b"i"), Err(OverCap));
+        assert!(body.bytes.is_empty(), "what was read is dropped");
+        let mut exact = CappedBody::new(8);
+        exact.push(b"12345678").unwrap();
+        assert_eq!(exact.into_text(), "12345678");
+    }
+
+    #[test]
+    fn a_body_too_large_is_named_with_its_limit_and_never_quoted() {
+        let err = IdentityError::ResponseTooLarge {
+            from: STORAGE_BLOB_ENDPOINT,
+            limit: MAX_RESPONSE_BYTES,
+        };
+        assert_eq!(err.category(), "ResponseTooLarge");
+        assert_eq!(
+            err.to_string(),
+            "the storage blob endpoint (Get User Delegation Key) answered with a body larger than 65536 bytes; refused without reading it all"
+        );
     }
 
     #[test]
