@@ -81,7 +81,7 @@ pub enum Error {
         "{issuer} {}",
         match cause {
             Some(cause) => format!(
-                "could not obtain a user delegation key ({}: {}); it tries again with backoff, and its status shows the cause",
+                "could not obtain a user delegation key and tries again with backoff (its status shows the cause). {}: {}",
                 cause.category, cause.message
             ),
             None => "is still obtaining a user delegation key; the grant is signed once it has one".to_string(),

@@ -31,9 +31,10 @@ pub enum Mode {
     Slow(Duration),
     /// Reads the request and never answers (the connection stays open).
     Never,
-    /// Answers `200 OK` with a body of this many bytes (declared in `Content-Length`),
-    /// streamed as fast as the client reads it.
-    Flood { bytes: u64 },
+    /// Answers `200 OK` with a body of this many bytes, streamed as fast as the client reads
+    /// it: declared in `Content-Length`, or (`declared: false`) delimited by the connection's
+    /// end, so that only reading it shows its size.
+    Flood { bytes: u64, declared: bool },
 }
 
 /// One request as received: its request line and headers (names lower-cased).
@@ -158,7 +159,11 @@ where
                 while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
                 return;
             }
-            Mode::Flood { bytes } => flood(&mut stream, *bytes, record).await,
+            Mode::Flood { bytes, declared } => {
+                flood(&mut stream, *bytes, *declared, record).await;
+                // A body delimited by the connection's end ends it.
+                return;
+            }
         };
         if !answered {
             return;
@@ -230,12 +235,17 @@ where
 }
 
 /// `200 OK` and `bytes` of XML-looking filler, 64 KiB per write, until the client hangs up.
-async fn flood<S>(stream: &mut S, bytes: u64, record: &Record) -> bool
+async fn flood<S>(stream: &mut S, bytes: u64, declared: bool, record: &Record) -> bool
 where
     S: tokio::io::AsyncWrite + Unpin,
 {
+    let length = if declared {
+        format!("Content-Length: {bytes}")
+    } else {
+        "Connection: close".to_string()
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {bytes}\r\n\r\n<UserDelegationKey><Value>"
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n{length}\r\n\r\n<UserDelegationKey><Value>"
     );
     if stream.write_all(head.as_bytes()).await.is_err() {
         return false;
@@ -250,7 +260,7 @@ where
         record.bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
         left -= n as u64;
     }
-    stream.flush().await.is_ok()
+    stream.flush().await.is_ok() && stream.shutdown().await.is_ok()
 }
 
 struct TlsMaterial {
