@@ -160,6 +160,7 @@ async fn slow_tenant_starves_no_one(mode: Mode, label: &str) -> Figures {
     create_grant(&client, &short_ns, &short).await;
     let shown = wait_ready(&client, &short_ns, "short", "True", "TokenValid").await;
     let short_renews_at = status_time(&shown, |s| s.renews_at.as_ref());
+    let first_rotation = status_time(&shown, |s| s.last_rotation_time.as_ref());
     let first_short_token = data(
         &get_secret(&client, &short_ns, "short").await.unwrap(),
         "sasToken",
@@ -228,7 +229,10 @@ async fn slow_tenant_starves_no_one(mode: Mode, label: &str) -> Figures {
             if token == first_short_token {
                 return None;
             }
-            short_api.get("short").await.ok()
+            // Status follows the Secret (a background write).
+            let shown = short_api.get("short").await.ok()?;
+            let rotation = status_time(&shown, |s| s.last_rotation_time.as_ref());
+            (rotation > first_rotation).then_some(shown)
         },
     )
     .await;

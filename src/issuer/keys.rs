@@ -207,12 +207,19 @@ impl DelegationKeys {
         self.issuers().len()
     }
 
-    /// Drops the keys that expired, and the entries left with nothing to remember.
+    /// Drops the keys that expired, and the entries left with nothing to remember: no key,
+    /// no fetch running, no backoff still in force, and no reconcile holding them.
     fn sweep(&self, now: Timestamp) {
+        let stale = SignedDuration::try_from(MAX_FETCH_BACKOFF).unwrap_or_default();
         self.issuers().retain(|_, entry| {
             let mut state = entry.state();
             state.keys.retain(|(_, expiry)| *expiry > now);
-            !state.keys.is_empty() || !matches!(state.fetch, Fetch::Idle)
+            let remembered = match &state.fetch {
+                Fetch::Idle => false,
+                Fetch::Running { .. } => true,
+                Fetch::Failed { retry_at, .. } => *retry_at + stale > now,
+            };
+            !state.keys.is_empty() || remembered || Arc::strong_count(entry) > 1
         });
     }
 
@@ -700,6 +707,31 @@ mod tests {
         assert_eq!(keys.cached("SasIssuer/ns/i", "fp2", now()).len(), 1);
         keys.forget("SasIssuer/ns/i");
         assert_eq!(keys.issuers_cached(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_issuer_whose_keys_all_expired_leaves_the_cache_at_the_next_fetch() {
+        let keys = DelegationKeys::default();
+        let calls = Arc::new(AtomicU32::new(0));
+        sign(&keys, now(), HOUR, counting(&calls)).await.unwrap();
+        let week_later = now() + SignedDuration::from_hours(169);
+        keys.signing_key(
+            "SasIssuer/ns/other",
+            "other",
+            "fp",
+            week_later,
+            HOUR,
+            Duration::ZERO,
+            &clock_at(week_later),
+            counting(&calls),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            keys.issuers_cached(),
+            1,
+            "the expired issuer is still cached"
+        );
     }
 
     #[tokio::test]

@@ -126,7 +126,12 @@ impl<C: Cluster> Context<C> {
     ) -> Self {
         // No request outlasts a reconcile.
         self.identity = identity.map(|client| client.bounded_by(self.timeout));
-        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime);
+        // A reconcile waits for a fetch at most a quarter of its deadline.
+        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime)
+            .with_bounds(
+                crate::issuer::keys::FETCH_TIMEOUT,
+                crate::issuer::keys::FETCH_GRACE.min(self.timeout / 4),
+            );
         self
     }
 
