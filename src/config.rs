@@ -33,7 +33,7 @@ pub struct RunConfig {
     /// How long start times are backdated to absorb clock skew.
     #[arg(long, env = "SAS_OPERATOR_CLOCK_SKEW", default_value = "15m", value_parser = crate::crd::parse_duration)]
     pub clock_skew: std::time::Duration,
-    /// Reconciles that may run at once.
+    /// Reconciles that may run at once, taken in turns by namespace.
     #[arg(long, env = "SAS_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
     /// Address of the admin server: /metrics, /healthz and /readyz.

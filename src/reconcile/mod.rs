@@ -4,6 +4,7 @@
 //! the submodules, unit-tested without a server. The whole reconcile runs under a deadline
 //! below the lease's renew deadline.
 
+pub mod fair;
 pub mod grant;
 pub mod policy;
 pub mod schedule;
@@ -36,6 +37,9 @@ pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
 /// How soon a grant whose write conflicted is reconciled again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
+/// Reconciles at once unless `--concurrency` says otherwise.
+const DEFAULT_CONCURRENCY: usize = 4;
+
 /// Where "now" comes from; tests may substitute their own.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -65,6 +69,8 @@ pub struct Context<C> {
     /// Per grant uid: when it needs work next and when its current token expires, so that a
     /// retry never waits past the expiry and the API server's return reconciles overdue grants.
     schedules: Mutex<HashMap<String, Scheduled>>,
+    /// The reconciles that may run at once (`--concurrency`), taken in turns by namespace.
+    pub turns: Arc<fair::FairGate>,
 }
 
 /// What the last reconcile of a grant learned about its timing.
@@ -100,7 +106,14 @@ impl<C: Cluster> Context<C> {
             delegation_keys: Default::default(),
             allowed_endpoints: Default::default(),
             operator_account: Default::default(),
+            turns: fair::FairGate::new(DEFAULT_CONCURRENCY),
         }
+    }
+
+    /// Sets how many reconciles may run at once (`--concurrency`).
+    pub fn with_concurrency(mut self, concurrency: u16) -> Self {
+        self.turns = fair::FairGate::new(usize::from(concurrency));
+        self
     }
 
     /// Sets the storage endpoints specs may name.
@@ -214,6 +227,22 @@ pub async fn reconcile<C: Cluster>(
         // The Secret goes with the grant through its ownerReference.
         return Ok(Action::await_change());
     }
+    // The controller starts every due reconcile; it works in its namespace's turn. Boxed, so
+    // that a reconcile waiting for its turn is small.
+    let turn = ctx
+        .turns
+        .enter(grant.namespace().as_deref().unwrap_or_default())
+        .await;
+    let result = Box::pin(reconcile_in_turn(grant, ctx)).await;
+    drop(turn);
+    result
+}
+
+/// [`reconcile`], once it is its namespace's turn.
+async fn reconcile_in_turn<C: Cluster>(
+    grant: Arc<SasGrant>,
+    ctx: Arc<Context<C>>,
+) -> Result<Action, Error> {
     tracing::debug!(
         namespace = grant.namespace().as_deref().unwrap_or_default(),
         name = %grant.name_any(),
