@@ -4,7 +4,6 @@
 //! the submodules, unit-tested without a server. The whole reconcile runs under a deadline
 //! below the lease's renew deadline.
 
-pub mod fair;
 pub mod grant;
 pub mod policy;
 pub mod schedule;
@@ -70,7 +69,7 @@ pub struct Context<C> {
     /// retry never waits past the expiry and the API server's return reconciles overdue grants.
     schedules: Mutex<HashMap<String, Scheduled>>,
     /// The reconciles that may run at once (`--concurrency`), taken in turns by namespace.
-    pub turns: Arc<fair::FairGate>,
+    pub turns: Arc<crate::fair::FairGate>,
 }
 
 /// What the last reconcile of a grant learned about its timing.
@@ -106,13 +105,13 @@ impl<C: Cluster> Context<C> {
             delegation_keys: Default::default(),
             allowed_endpoints: Default::default(),
             operator_account: Default::default(),
-            turns: fair::FairGate::new(DEFAULT_CONCURRENCY),
+            turns: crate::fair::FairGate::new(DEFAULT_CONCURRENCY),
         }
     }
 
     /// Sets how many reconciles may run at once (`--concurrency`).
     pub fn with_concurrency(mut self, concurrency: u16) -> Self {
-        self.turns = fair::FairGate::new(usize::from(concurrency));
+        self.turns = crate::fair::FairGate::new(usize::from(concurrency));
         self
     }
 

@@ -1,11 +1,13 @@
-//! Fair turns across namespaces: the `--concurrency` reconciles that may run at once are
+//! Fair turns across namespaces: a bounded number of tasks may run at once, and the turns are
 //! handed out round-robin between the namespaces that wait, so that a grant never waits behind
 //! a backlog another namespace filled (a thousand grants created at once, or coming back
 //! together for their issuer's next attempt).
 //!
-//! The controller's own queue is first-in, first-out across namespaces; so the controller lets
-//! every due reconcile start, and each waits here for its turn before doing any work. A waiting
-//! reconcile is a small future (its work is boxed only once it has a turn).
+//! Used twice: for reconciles (`--concurrency`; the controller's own queue is first-in,
+//! first-out across namespaces, so it lets every due reconcile start and each waits here for
+//! its turn, as a small future whose work is boxed only once it has a turn), and for the
+//! background status and Event writes (`cluster::writer`), whose backlog after a thousand new
+//! grants would otherwise hold up another namespace's `Ready`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
