@@ -203,6 +203,10 @@ async fn a_failing_issuer_with_thirty_grants_makes_one_token_request_and_one_ent
         },
     )
     .await;
+    println!(
+        "failing issuer, 30 grants: {} Entra calls and {token_requests} TokenRequests in {window:?} (at most {allowed} backoff steps)",
+        entra_calls.failed
+    );
     assert_eq!(entra_calls.succeeded, 0);
     assert!(
         (2..=allowed).contains(&entra_calls.failed),
