@@ -197,6 +197,16 @@ impl DelegationKeys {
             .collect()
     }
 
+    /// Caches `key` for the entry `issuer` already has, as a fetch would (tests).
+    #[cfg(test)]
+    pub(crate) fn insert_for_tests(&self, issuer: &str, key: UserDelegationKey) {
+        let entry = self.issuers().get(issuer).cloned().expect("an entry");
+        let mut state = entry.state();
+        let expiry = key.signed_expiry.parse().expect("a key's expiry");
+        state.keys.push((key, expiry));
+        state.fetch = Fetch::Idle;
+    }
+
     /// Forgets `issuer`'s keys and fetch state (the issuer was deleted).
     pub fn forget(&self, issuer: &str) {
         self.issuers().remove(issuer);
