@@ -1111,3 +1111,19 @@ async fn a_newer_user_delegation_key_re_signs_no_token_an_earlier_key_still_cove
             .contains("ske=2030-01-09T00%3A00%3A00Z")
     );
 }
+
+#[tokio::test]
+async fn the_keys_of_a_deleted_issuer_leave_the_cache() {
+    let ctx = identity_context(serde_json::json!({}));
+    ctx.cluster.unbind_service_account(NS, "signer");
+    let grant = keyless_grant();
+    run(&grant, &ctx).await.unwrap_err();
+    let issuer = format!("SasIssuer/{NS}/keyless");
+    ctx.delegation_keys
+        .insert_for_tests(&issuer, delegation_key(1, "2030-01-08T00:00:00Z"));
+    assert_eq!(ctx.delegation_keys.issuers_cached(), 1);
+    ctx.cluster.delete_sas_issuer(NS, "keyless");
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "IssuerNotFound");
+    assert_eq!(ctx.delegation_keys.issuers_cached(), 0);
+}
