@@ -36,18 +36,20 @@ if (( ${#missing[@]} )); then
 fi
 command -v npm >/dev/null || apt_install nodejs npm
 
-# Go is needed only while the Kubernetes binaries are not cached yet.
+# Go is needed only while the Kubernetes binaries or promtool are not cached yet.
 # (The node's consumer image is a Go program too; hack/node-images.sh finds Go itself.)
 if [[ ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kube-controller-manager" \
    || ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kubelet" \
    || ! -x "$TESTENV_CACHE/kubernetes/$K8S_VERSION/bin/kube-scheduler" \
-   || ! -x "$TESTENV_CACHE/kubectl/$K8S_VERSION/bin/kubectl" ]]; then
-  gobin="$("$HACK_DIR/go.sh")" || die "could not obtain a Go toolchain (needed to build Kubernetes $K8S_VERSION)"
+   || ! -x "$TESTENV_CACHE/kubectl/$K8S_VERSION/bin/kubectl" \
+   || ! -x "$("$HACK_DIR/build-promtool.sh" --path)" ]]; then
+  gobin="$("$HACK_DIR/go.sh")" || die "could not obtain a Go toolchain (needed to build Kubernetes $K8S_VERSION and promtool)"
   export PATH="$gobin:$PATH"
 fi
 
 step "kube-apiserver and kube-controller-manager $K8S_VERSION" "$HACK_DIR/build-kube.sh"
 step "kubectl $K8S_VERSION" "$HACK_DIR/build-kubectl.sh"
+step "promtool $PROMTOOL_MODULE_VERSION" "$HACK_DIR/build-promtool.sh"
 step "etcd $ETCD_DEBIAN_VERSION" "$HACK_DIR/etcd.sh"
 step "azurite $AZURITE_VERSION" "$HACK_DIR/azurite.sh"
 step "Entra ID emulator (jose $ENTRA_EMULATOR_JOSE_VERSION)" "$HACK_DIR/entra.sh"

@@ -213,6 +213,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_served_as_openmetrics_text() {
         let metrics = Metrics::new();
+        metrics.follow_leadership(crate::leader::LeadershipClaim::unconditional());
         let server = start(metrics.clone(), Readiness::default()).await;
         metrics.set_ready("apps", "reports", true);
 

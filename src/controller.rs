@@ -102,6 +102,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let claim = leadership
         .as_ref()
         .map_or_else(LeadershipClaim::unconditional, |(_, guard)| guard.claim());
+    // `sas_operator_leader` and the per-grant series follow the claim from here on.
+    metrics.follow_leadership(claim.clone());
 
     let reporter = Reporter {
         controller: "sas-operator".into(),
@@ -348,7 +350,7 @@ async fn may_watch_cluster_issuers(client: &Client) -> bool {
                 return false;
             }
             Err(err) => {
-                tracing::warn!(error = %err, "could not ask whether ClusterSasIssuers may be watched; they are not");
+                tracing::warn!(error = %crate::error::describe_api_error(&err), "could not ask whether ClusterSasIssuers may be watched; they are not");
                 return false;
             }
         }
@@ -384,7 +386,16 @@ fn scope_controller(
             Api::<Secret>::all(client),
         ),
     };
-    let keys = owned.clone();
+    // Key Secrets listed in small pages, and from the latest version: a list at resourceVersion
+    // 0 is served from the API server's watch cache, which ignores the page size.
+    let key_config = watcher::Config::default()
+        .labels(&cache::signing_key_selector())
+        .page_size(KEY_SECRET_PAGE);
+    let key_events = labelled_secrets(owned.clone(), key_config, &health);
+    let owned_config = watcher::Config::default()
+        .labels(&cache::owned_selector())
+        .any_semantic();
+    let owned_events = labelled_secrets(owned, owned_config, &health);
     let shutdown = shutdown.shared();
     let caches = ctx.cluster.caches().clone();
     let index = Arc::new(GrantIndex::default());
@@ -397,9 +408,12 @@ fn scope_controller(
     let indexed = index.clone();
     let grant_events = reflector(
         writer,
-        watcher(grants, watcher::Config::default().any_semantic())
-            .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata))
-            .backoff(WatchBackoff::default()),
+        health.restarted_when_back(move || {
+            watcher(grants.clone(), watcher::Config::default().any_semantic())
+                .modify(|grant: &mut SasGrant| cache::strip_metadata(&mut grant.metadata))
+                .backoff(WatchBackoff::default())
+                .boxed()
+        }),
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -416,7 +430,7 @@ fn scope_controller(
     // A status write (ours) does not change the generation: it reconciles nothing.
     .predicate_filter(predicates::generation, PredicateConfig::default());
     // Unbounded here: `--concurrency` is enforced by the reconciles' turns, handed out
-    // round-robin by namespace (`reconcile::fair`), since this queue serves first in, first out.
+    // round-robin by namespace (`crate::fair`), since this queue serves first in, first out.
     let controller = Controller::for_stream(grant_events, store).with_config(
         controller::Config::default()
             .concurrency(0)
@@ -425,8 +439,12 @@ fn scope_controller(
     let store = controller.store();
     // Metadata only: Api<PartialObjectMeta<_>> never transfers Secret data.
     let observed = caches.clone();
-    let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
-        .backoff(WatchBackoff::default())
+    let secret_events = health
+        .restarted_when_back(move || {
+            watcher(secrets.clone(), watcher::Config::default().any_semantic())
+                .backoff(WatchBackoff::default())
+                .boxed()
+        })
         .then(move |event| {
             let caches = observed.clone();
             async move {
@@ -458,6 +476,7 @@ fn scope_controller(
         .reconcile_on(key_triggers)
         .reconcile_on(issuer_triggers(
             client_for_issuers,
+            &health,
             namespace.clone(),
             cluster_issuers,
             store.clone(),
@@ -481,13 +500,13 @@ fn scope_controller(
     let (owned_synced, owned_listed) = tokio::sync::oneshot::channel();
     let (keys_synced, keys_listed) = tokio::sync::oneshot::channel();
     let feed_keys = feed_key_secrets(
-        keys,
+        key_events,
         namespace.clone(),
         caches.clone(),
         keys_synced,
         key_changes,
     );
-    let feed = feed_owned_secrets(owned, namespace, caches, owned_synced);
+    let feed = feed_owned_secrets(owned_events, namespace, caches, owned_synced);
     let run = async move {
         let feeding = tokio::spawn(feed);
         let feeding_keys = tokio::spawn(feed_keys);
@@ -501,17 +520,16 @@ fn scope_controller(
     (store, run)
 }
 
-/// Keeps the owned-Secret cache of one scope: a watch of the Secrets labelled as ours, full
-/// objects, managedFields stripped. Signals `synced` after the first complete list.
+/// Keeps the owned-Secret cache of one scope from `events`, a watch of the Secrets labelled as
+/// ours, full objects, managedFields stripped. Signals `synced` after the first complete list.
 async fn feed_owned_secrets(
-    api: Api<Secret>,
+    mut events: SecretEvents,
     scope: Option<String>,
     caches: Arc<SecretCaches>,
     synced: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut synced = Some(synced);
     let mut relist = cache::Relist::default();
-    let mut events = labelled_secrets(api, &cache::owned_selector());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
@@ -521,29 +539,40 @@ async fn feed_owned_secrets(
                     let _ = synced.send(());
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "watch of the operator's own Secrets"),
+            Err(err) => tracing::debug!(
+                error = %describe_watch_error(&err),
+                "watch of the operator's own Secrets"
+            ),
         }
     }
 }
 
-/// Full Secrets carrying `selector`'s labels, re-watched within seconds after an outage (the
-/// bounded [`WatchBackoff`], like every other watch of the operator).
-fn labelled_secrets(
-    api: Api<Secret>,
-    selector: &str,
-) -> futures::stream::BoxStream<'static, Result<watcher::Event<Secret>, watcher::Error>> {
-    let config = watcher::Config::default().labels(selector).any_semantic();
-    watcher(api, config)
-        .backoff(WatchBackoff::default())
-        .boxed()
+/// Key Secrets are listed one at a time: any tenant may label a Secret of up to 1 MiB as a key,
+/// and a list page is held whole (about four copies of it) while it is read. One request per
+/// key Secret at start is cheap; at two per page the restart with 120 Secrets of 900 kB peaked
+/// 7 MB higher (tests/hostile/memory.rs).
+const KEY_SECRET_PAGE: u32 = 1;
+
+type SecretEvents =
+    futures::stream::BoxStream<'static, Result<watcher::Event<Secret>, watcher::Error>>;
+
+/// Full Secrets as `config` selects them, re-watched within seconds after an outage (the
+/// bounded [`WatchBackoff`], and a fresh watch when the API server is back, like every other
+/// watch of the operator).
+fn labelled_secrets(api: Api<Secret>, config: watcher::Config, health: &ApiHealth) -> SecretEvents {
+    health.restarted_when_back(move || {
+        watcher(api.clone(), config.clone())
+            .backoff(WatchBackoff::default())
+            .boxed()
+    })
 }
 
-/// Keeps the key-Secret cache of one scope: a watch of the Secrets labelled as signing keys,
-/// full objects. Signals `synced` after the first complete list; after it, sends every key
+/// Keeps the key-Secret cache of one scope from `events`, a watch of the Secrets labelled as
+/// signing keys, full objects. Signals `synced` after the first complete list; after it, sends every key
 /// Secret that changed or went away to `changed` once the cache holds the change, so that the
 /// reconciles it causes sign with the new key.
 async fn feed_key_secrets(
-    api: Api<Secret>,
+    mut events: SecretEvents,
     scope: Option<String>,
     caches: Arc<SecretCaches>,
     synced: tokio::sync::oneshot::Sender<()>,
@@ -551,7 +580,6 @@ async fn feed_key_secrets(
 ) {
     let mut synced = Some(synced);
     let mut relist = cache::Relist::default();
-    let mut events = labelled_secrets(api, &cache::signing_key_selector());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
@@ -563,7 +591,10 @@ async fn feed_key_secrets(
                     let _ = synced.send(());
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "watch of the key Secrets"),
+            Err(err) => tracing::debug!(
+                error = %describe_watch_error(&err),
+                "watch of the key Secrets"
+            ),
         }
     }
 }
@@ -658,6 +689,7 @@ fn grants_touched_by(
 /// its next retry or renewal).
 fn issuer_triggers(
     client: Client,
+    health: &ApiHealth,
     namespace: Option<String>,
     cluster_issuers: bool,
     grants: Store<SasGrant>,
@@ -668,21 +700,29 @@ fn issuer_triggers(
         Some(ns) => Api::<PartialObjectMeta<SasIssuer>>::namespaced(client.clone(), ns),
         None => Api::<PartialObjectMeta<SasIssuer>>::all(client.clone()),
     };
-    let namespaced = watcher(namespaced, config())
-        .backoff(WatchBackoff::default())
+    let namespaced = health
+        .restarted_when_back(move || {
+            watcher(namespaced.clone(), config())
+                .backoff(WatchBackoff::default())
+                .boxed()
+        })
         .touched_objects()
         .map(|found| {
             found.map(|issuer| (IssuerKind::SasIssuer, issuer.namespace(), issuer.name_any()))
         })
         .boxed();
     let changes = if cluster_issuers {
-        let cluster = watcher(
-            Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client),
-            config(),
-        )
-        .backoff(WatchBackoff::default())
-        .touched_objects()
-        .map(|found| found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any())));
+        let cluster_issuers = Api::<PartialObjectMeta<ClusterSasIssuer>>::all(client);
+        let cluster = health
+            .restarted_when_back(move || {
+                watcher(cluster_issuers.clone(), config())
+                    .backoff(WatchBackoff::default())
+                    .boxed()
+            })
+            .touched_objects()
+            .map(|found| {
+                found.map(|issuer| (IssuerKind::ClusterSasIssuer, None, issuer.name_any()))
+            });
         futures::stream::select(namespaced, cluster).boxed()
     } else {
         namespaced
@@ -692,7 +732,8 @@ fn issuer_triggers(
             future::ready(match change {
                 Ok(change) => Some(change),
                 Err(err) => {
-                    tracing::debug!(error = %err, "issuer watch"); // Outages: one WARN from the probe and the grant watch.
+                    // Outages: one WARN from the probe and the grant watch.
+                    tracing::debug!(error = %describe_watch_error(&err), "issuer watch");
                     None
                 }
             })
@@ -743,11 +784,32 @@ fn log_watch_error(err: &watcher::Error, health: &ApiHealth) {
     } else if health.log_watch_failure() {
         tracing::warn!(
             reason = "WatchFailed",
-            error = %crate::error::truncate_message(&err.to_string()),
+            error = %crate::error::truncate_message(&describe_watch_error(err)),
             "a watch failed; retrying every half second until the API server answers"
         );
     } else {
-        tracing::debug!(error = %err, "a watch failed again");
+        tracing::debug!(error = %describe_watch_error(err), "a watch failed again");
+    }
+}
+
+/// A watch error in one line: an API error by its message, reason and code, without the whole
+/// `Status` in its debug form that kube's own text appends.
+fn describe_watch_error(err: &watcher::Error) -> String {
+    use crate::error::describe_api_error;
+    match err {
+        watcher::Error::InitialListFailed(err) => {
+            format!("the list failed: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchStartFailed(err) => {
+            format!("the watch did not start: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchFailed(err) => {
+            format!("the watch stream failed: {}", describe_api_error(err))
+        }
+        watcher::Error::WatchError(status) => {
+            format!("the API server ended the watch: {status} ({})", status.code)
+        }
+        other => other.to_string(),
     }
 }
 
@@ -824,6 +886,23 @@ mod tests {
         secret.metadata.name = Some(name.into());
         secret.metadata.resource_version = Some(version.into());
         secret
+    }
+
+    #[test]
+    fn a_watch_error_is_described_without_the_status_dump() {
+        let refused = kube::core::Status::failure("storage is (re)initializing", "TooManyRequests")
+            .with_code(429)
+            .boxed();
+        let started = watcher::Error::WatchStartFailed(kube::Error::Api(refused.clone()));
+        assert_eq!(
+            describe_watch_error(&started),
+            "the watch did not start: ApiError: storage is (re)initializing: TooManyRequests (429)"
+        );
+        let ended = describe_watch_error(&watcher::Error::WatchError(refused));
+        assert_eq!(
+            ended,
+            "the API server ended the watch: storage is (re)initializing: TooManyRequests (429)"
+        );
     }
 
     #[test]

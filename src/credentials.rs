@@ -5,6 +5,7 @@
 //! an unrelated Secret (a database password) and then brute-force it from the token.
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
 
 use crate::error::Error;
 use crate::sas::AccountKey;
@@ -15,66 +16,112 @@ pub const LABEL_SIGNING_KEY: &str = "sas-operator.io/signing-key";
 /// Azure storage account keys are 64 random bytes (88 base64 characters).
 pub const ACCOUNT_KEY_BYTES: usize = 64;
 
+/// The most entries of one key Secret that are read (in name order). An Azure key Secret holds
+/// one or two keys; a Secret of thousands of entries must not cost memory per entry.
+pub const MAX_KEY_SECRET_ENTRIES: usize = 16;
+
+/// The longest entry that is decoded at all: an account key is 88 base64 characters, with room
+/// for whitespace around it (a trailing newline from `echo`). A longer one is not an account key
+/// and is refused without being decoded or kept.
+const MAX_DECODED_ENTRY: usize = 128;
+
+/// Whether Secret metadata carries the signing-key opt-in.
+pub fn is_opted_in(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|labels| labels.get(LABEL_SIGNING_KEY))
+        .is_some_and(|value| value == "true")
+}
+
+/// One entry of a key Secret, judged when the Secret is read: only an account key is kept, as
+/// its decoded bytes; anything else only as the reason it was refused.
+#[derive(Clone, Debug)]
+enum KeyEntry {
+    AccountKey(AccountKey),
+    NotBase64,
+    NotAccountKey,
+}
+
+impl KeyEntry {
+    fn judge(value: &[u8]) -> Self {
+        if value.len() > MAX_DECODED_ENTRY {
+            return KeyEntry::NotAccountKey;
+        }
+        let Ok(text) = std::str::from_utf8(value) else {
+            return KeyEntry::NotBase64;
+        };
+        match AccountKey::from_base64(text.trim()) {
+            Err(_) => KeyEntry::NotBase64,
+            Ok(key) if key.as_bytes().len() != ACCOUNT_KEY_BYTES => KeyEntry::NotAccountKey,
+            Ok(key) => KeyEntry::AccountKey(key),
+        }
+    }
+}
+
+/// A key Secret as a grant signs with it, and all that is ever kept of one (cached or read):
+/// its version, whether it opted in, and the verdict on each of its first
+/// [`MAX_KEY_SECRET_ENTRIES`] entries. No other data: a 900 kB entry next to the key costs
+/// nothing once the Secret has been read, and an unlabelled Secret's data is never looked at.
+#[derive(Clone, Debug, Default)]
+pub struct KeySecret {
+    pub resource_version: Option<String>,
+    opted_in: bool,
+    entries: Vec<(String, KeyEntry)>,
+    /// Whether the Secret has more entries than were read.
+    more_entries: bool,
+}
+
+impl KeySecret {
+    /// Judges a Secret as read from the API server; `secret` can be dropped right after.
+    pub fn of(secret: &Secret) -> Self {
+        let opted_in = is_opted_in(&secret.metadata);
+        let mut data = secret.data.iter().flatten().filter(|_| opted_in);
+        let entries = data
+            .by_ref()
+            .take(MAX_KEY_SECRET_ENTRIES)
+            .map(|(name, value)| (name.clone(), KeyEntry::judge(&value.0)))
+            .collect();
+        KeySecret {
+            resource_version: secret.metadata.resource_version.clone(),
+            opted_in,
+            entries,
+            more_entries: data.next().is_some(),
+        }
+    }
+
+    /// How many entries are kept (account keys and refusals).
+    pub fn kept_entries(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// The account key a grant signs with, from the key Secret the seam read: the Secret must have
 /// opted in with the signing-key label (its data is not looked at otherwise) and hold a 64-byte
-/// account key under `key`.
+/// account key under `key`. No error contains the value.
 pub fn signing_key(
-    found: &Secret,
+    found: &KeySecret,
     namespace: &str,
     secret: &str,
     key: &str,
 ) -> Result<AccountKey, Error> {
-    require_signing_key_label(found, namespace, secret)?;
-    decode_key(found, secret, key)
-}
-
-/// The Secret must carry the opt-in label; its data is not looked at otherwise.
-pub fn require_signing_key_label(
-    found: &Secret,
-    namespace: &str,
-    secret: &str,
-) -> Result<(), Error> {
-    let labelled = found
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(LABEL_SIGNING_KEY))
-        .is_some_and(|value| value == "true");
-    if labelled {
-        Ok(())
-    } else {
-        Err(Error::KeySecretNotLabelled {
+    if !found.opted_in {
+        return Err(Error::KeySecretNotLabelled {
             name: secret.to_string(),
             namespace: namespace.to_string(),
-        })
-    }
-}
-
-/// Decodes a key entry; whitespace around it (a trailing newline from `echo`) is ignored. The
-/// decoded key must be exactly [`ACCOUNT_KEY_BYTES`] long. No error contains the value.
-pub fn decode_key(found: &Secret, secret: &str, key: &str) -> Result<AccountKey, Error> {
-    let not_found = || Error::KeyNotFound {
-        secret: secret.to_string(),
-        key: key.to_string(),
-    };
-    let raw = found
-        .data
-        .as_ref()
-        .and_then(|data| data.get(key))
-        .ok_or_else(not_found)?;
-    let not_base64 = || Error::KeyNotBase64 {
-        secret: secret.to_string(),
-        key: key.to_string(),
-    };
-    let text = std::str::from_utf8(&raw.0).map_err(|_| not_base64())?;
-    let decoded = AccountKey::from_base64(text.trim()).map_err(|_| not_base64())?;
-    if decoded.as_bytes().len() != ACCOUNT_KEY_BYTES {
-        return Err(Error::KeyNotAccountKey {
-            secret: secret.to_string(),
-            key: key.to_string(),
         });
     }
-    Ok(decoded)
+    let (secret, key) = (secret.to_string(), key.to_string());
+    match found.entries.iter().find(|(name, _)| *name == key) {
+        Some((_, KeyEntry::AccountKey(account_key))) => Ok(account_key.clone()),
+        Some((_, KeyEntry::NotBase64)) => Err(Error::KeyNotBase64 { secret, key }),
+        Some((_, KeyEntry::NotAccountKey)) => Err(Error::KeyNotAccountKey { secret, key }),
+        None if found.more_entries => Err(Error::KeySecretTooManyEntries {
+            secret,
+            key,
+            limit: MAX_KEY_SECRET_ENTRIES,
+        }),
+        None => Err(Error::KeyNotFound { secret, key }),
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +144,23 @@ mod tests {
     fn labelled(mut secret: Secret, value: &str) -> Secret {
         secret.metadata.labels = Some([(LABEL_SIGNING_KEY.to_string(), value.to_string())].into());
         secret
+    }
+
+    /// What a grant signing with entry `key` of `secret`, opted in, gets.
+    fn decode_key(secret: &Secret, name: &str, key: &str) -> Result<AccountKey, Error> {
+        let secret = labelled(secret.clone(), "true");
+        signing_key(&KeySecret::of(&secret), "ns", name, key)
+    }
+
+    fn require_signing_key_label(
+        secret: &Secret,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        match signing_key(&KeySecret::of(secret), namespace, name, "key1") {
+            Err(err) if err.category() == "KeySecretNotLabelled" => Err(err),
+            _ => Ok(()),
+        }
     }
 
     fn base64_of(bytes: &[u8]) -> Vec<u8> {
@@ -180,5 +244,71 @@ mod tests {
             );
         }
         assert!(require_signing_key_label(&labelled(secret, "true"), "ns", "keys").is_ok());
+    }
+
+    #[test]
+    fn a_key_secret_keeps_only_its_account_keys_not_the_rest_of_its_data() {
+        let mut secret = labelled(secret_with("key1", ACCOUNT_KEY.as_bytes()), "true");
+        let filler = vec![b'A'; 900 * 1024];
+        let data = secret.data.as_mut().unwrap();
+        data.insert("backup.tar".into(), ByteString(filler));
+        data.insert("password".into(), ByteString(b"hunter22".to_vec()));
+        let kept = KeySecret::of(&secret);
+        assert_eq!(kept.kept_entries(), 3, "a verdict per entry");
+        let retained = format!("{kept:?}");
+        assert!(
+            retained.len() < 1024,
+            "no entry's content is kept: {retained}"
+        );
+        assert!(!retained.contains("hunter22"));
+        assert_eq!(
+            signing_key(&kept, "ns", "keys", "key1")
+                .unwrap()
+                .as_bytes()
+                .len(),
+            64
+        );
+    }
+
+    #[test]
+    fn an_entry_longer_than_an_account_key_is_refused_without_decoding_it() {
+        let huge_but_base64 = base64_of(&vec![7u8; 600 * 1024]);
+        let err = decode_key(&secret_with("key1", &huge_but_base64), "keys", "key1").unwrap_err();
+        assert_eq!(err.category(), "KeyNotAccountKey");
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn the_data_of_an_unlabelled_secret_is_not_read() {
+        let kept = KeySecret::of(&secret_with("key1", ACCOUNT_KEY.as_bytes()));
+        assert_eq!(kept.kept_entries(), 0);
+    }
+
+    #[test]
+    fn entries_past_the_limit_are_refused_with_their_own_reason() {
+        let mut secret = labelled(Secret::default(), "true");
+        let data: std::collections::BTreeMap<String, ByteString> = (0..=MAX_KEY_SECRET_ENTRIES)
+            .map(|at| {
+                (
+                    format!("key{at:02}"),
+                    ByteString(ACCOUNT_KEY.as_bytes().to_vec()),
+                )
+            })
+            .collect();
+        secret.data = Some(data);
+        let kept = KeySecret::of(&secret);
+        assert_eq!(kept.kept_entries(), MAX_KEY_SECRET_ENTRIES);
+        assert!(signing_key(&kept, "ns", "keys", "key00").is_ok());
+        let last = format!("key{MAX_KEY_SECRET_ENTRIES:02}");
+        let err = signing_key(&kept, "ns", "keys", &last).unwrap_err();
+        assert_eq!(err.category(), "KeySecretTooManyEntries");
+        assert!(err.to_string().contains(&last), "{err}");
+        let absent = signing_key(
+            &KeySecret::of(&labelled(Secret::default(), "true")),
+            "ns",
+            "keys",
+            "key1",
+        );
+        assert_eq!(absent.unwrap_err().category(), "KeyNotFound");
     }
 }

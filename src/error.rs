@@ -27,6 +27,17 @@ pub enum Error {
     )]
     KeyNotAccountKey { secret: String, key: String },
 
+    #[error(
+        "data key {key:?} of Secret {secret:?} is not among its first {limit} entries (in name \
+         order), the only ones read of a key Secret; keep the account key in a Secret with at \
+         most {limit} entries"
+    )]
+    KeySecretTooManyEntries {
+        secret: String,
+        key: String,
+        limit: usize,
+    },
+
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
 
@@ -144,6 +155,7 @@ impl Error {
             Error::KeySecretNotLabelled { .. } => "KeySecretNotLabelled",
             Error::KeyNotBase64 { .. } => "KeyNotBase64",
             Error::KeyNotAccountKey { .. } => "KeyNotAccountKey",
+            Error::KeySecretTooManyEntries { .. } => "KeySecretTooManyEntries",
             Error::InvalidGrant(_) => "InvalidGrant",
             Error::IssuerNotFound { .. } => "IssuerNotFound",
             Error::IssuerNotAllowed { .. } => "IssuerNotAllowed",
@@ -222,11 +234,14 @@ impl CachedFailure {
     }
 }
 
-/// A kube error as text fit for status, Events and logs: a response that failed to decode is
-/// named, not quoted (serde's messages can carry values from the body, i.e. from Secrets).
-fn describe_api_error(err: &kube::Error) -> String {
+/// A kube error as text fit for status, Events and logs: an API error by its message, reason
+/// and code (kube's own text appends the whole `Status` in its debug form); a response that
+/// failed to decode is named, not quoted (serde's messages can carry values from the body, i.e.
+/// from Secrets).
+pub fn describe_api_error(err: &kube::Error) -> String {
     match err {
         kube::Error::SerdeError(_) => "the API server's response could not be decoded".into(),
+        kube::Error::Api(status) => format!("ApiError: {status} ({})", status.code),
         other => other.to_string(),
     }
 }
@@ -278,6 +293,15 @@ mod tests {
                 .with_code(code)
                 .boxed(),
         ))
+    }
+
+    #[test]
+    fn an_api_error_reads_as_its_message_reason_and_code_without_a_status_dump() {
+        let text = api_error(429, "TooManyRequests").to_string();
+        assert_eq!(
+            text,
+            "kubernetes API: ApiError: message: TooManyRequests (429)"
+        );
     }
 
     #[test]

@@ -4,15 +4,20 @@
 //! dropped) hangs until the kernel gives up, holding a worker and every rotation queued behind
 //! it. Request/response calls get short connect, read and write timeouts; watches, which are
 //! quiet for minutes when nothing changes, get a client without a read timeout (kube's watcher
-//! has its own idle timeout).
+//! has its own idle timeout) but TCP keepalive, and start over whenever the probe sees the API
+//! server back after an outage: after a network partition the API server's side of an old watch
+//! connection holds what it sent during the cut until its next TCP retransmission (tens of
+//! seconds, up to two minutes), and nothing on the operator's side would notice.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
+use kube::client::ConfigExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::utils::Backoff;
 use kube::{Api, Client, Config};
@@ -33,6 +38,14 @@ const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
 /// ... and the longest: a watch is back within half a second of the API server. (Each watch
 /// waits on its own; the controller's triggers as a whole never pause, see [`NoPause`].)
 const WATCH_RETRY_MAX: Duration = Duration::from_millis(500);
+/// A watch connection quiet for this long is probed with TCP keepalives...
+const WATCH_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// ... every this long...
+const WATCH_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// ... and given up after this many unanswered probes: a dead watch connection fails within 30 s
+/// even when the probe never noticed an outage (a dropped NAT or load-balancer entry, say), and
+/// the watch starts over. Each probe is one small packet each way per watch and quarter minute.
+const WATCH_KEEPALIVE_RETRIES: u32 = 3;
 /// How often the API server is probed while it answers...
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// ... and while it does not: recovery is noticed within a quarter of a second.
@@ -48,7 +61,7 @@ pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
 pub struct ApiClients {
     /// For request/response calls: reads, writes, Events, the Lease, the probe.
     pub requests: Client,
-    /// For watches only: no read timeout.
+    /// For watches only: no read timeout, TCP keepalive.
     pub watches: Client,
 }
 
@@ -63,9 +76,35 @@ impl ApiClients {
 
     pub fn from_config(config: Config) -> Result<Self, Error> {
         let requests = Client::try_from(request_config(config.clone()))?;
-        let watches = Client::try_from(watch_config(config))?;
+        let watches = watch_client(watch_config(config))?;
         Ok(ApiClients { requests, watches })
     }
+}
+
+/// kube's default client stack (base URI, authentication, extra headers, the connect and write
+/// timeouts of `config`) over a TCP connector with keepalive, which kube's own builder does not
+/// offer. Without it a watch connection whose peer vanished stays open, silent, until the
+/// kernel's retransmissions give up (about 15 minutes).
+pub fn watch_client(config: Config) -> Result<Client, Error> {
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_keepalive(Some(WATCH_KEEPALIVE_IDLE));
+    tcp.set_keepalive_interval(Some(WATCH_KEEPALIVE_INTERVAL));
+    tcp.set_keepalive_retries(Some(WATCH_KEEPALIVE_RETRIES));
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(tcp)?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// Every request/response call is bounded; the read timeout counts from the request, not from
@@ -183,7 +222,9 @@ impl ApiHealth {
         };
         self.readiness.set_api_reachable(true);
         if was_failing {
-            tracing::info!("the API server answers again; reconciling overdue grants");
+            tracing::info!(
+                "the API server answers again; watching afresh and reconciling overdue grants"
+            );
             self.reconnects.send_modify(|count| *count += 1);
         }
     }
@@ -235,6 +276,61 @@ impl ApiHealth {
             receiver.changed().await.ok()?;
             Some(((), receiver))
         })
+    }
+
+    /// The watch stream `start` makes, made again (the old one dropped, its connection closed)
+    /// each time the API server is back after an outage: a watcher starts with a list, so
+    /// whatever changed while the old connection was stalled is delivered at once.
+    pub fn restarted_when_back<T: 'static>(
+        &self,
+        start: impl FnMut() -> BoxStream<'static, T> + Send + 'static,
+    ) -> BoxStream<'static, T> {
+        Box::pin(RestartedWhenBack::new(Box::pin(self.reconnects()), start))
+    }
+}
+
+/// See [`ApiHealth::restarted_when_back`].
+struct RestartedWhenBack<T> {
+    /// None once the reconnect signal is gone (never while the operator runs).
+    back: Option<BoxStream<'static, ()>>,
+    start: Box<dyn FnMut() -> BoxStream<'static, T> + Send>,
+    current: BoxStream<'static, T>,
+}
+
+impl<T> RestartedWhenBack<T> {
+    fn new(
+        back: BoxStream<'static, ()>,
+        mut start: impl FnMut() -> BoxStream<'static, T> + Send + 'static,
+    ) -> Self {
+        let current = start();
+        RestartedWhenBack {
+            back: Some(back),
+            start: Box::new(start),
+            current,
+        }
+    }
+}
+
+impl<T> Stream for RestartedWhenBack<T> {
+    type Item = T;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        while let Some(back) = this.back.as_mut() {
+            match back.as_mut().poll_next(cx) {
+                Poll::Ready(Some(())) => {
+                    tracing::debug!("the API server is back: watching afresh");
+                    this.current = (this.start)();
+                }
+                Poll::Ready(None) => this.back = None,
+                Poll::Pending => break,
+            }
+        }
+        this.current.as_mut().poll_next(cx)
     }
 }
 
@@ -365,6 +461,136 @@ mod tests {
                 .await
                 .is_err(),
             "a second reconnect without an outage in between"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_watch_starts_afresh_when_the_api_server_is_back_and_the_stalled_one_is_dropped()
+    {
+        use futures::StreamExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let health = ApiHealth::new(Readiness::default());
+        let started = Arc::new(AtomicUsize::new(0));
+        // Held by every live watch stream (and the closure): tells whether old ones are dropped.
+        let live = Arc::new(());
+        let (count, held) = (started.clone(), live.clone());
+        let mut events = health.restarted_when_back(move || {
+            let watch = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let held = held.clone();
+            futures::stream::iter([watch])
+                .chain(futures::stream::pending())
+                .map(move |event| {
+                    let _ = &held;
+                    event
+                })
+                .boxed()
+        });
+        let quiet = Duration::from_millis(50);
+        assert_eq!(events.next().await, Some(1));
+        assert!(tokio::time::timeout(quiet, events.next()).await.is_err());
+
+        health.reachable();
+        assert!(
+            tokio::time::timeout(quiet, events.next()).await.is_err(),
+            "an answer without an outage before it restarts nothing"
+        );
+
+        health.unreachable();
+        health.reachable();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), events.next()).await,
+            Ok(Some(2))
+        );
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            Arc::strong_count(&live),
+            3,
+            "ours, the closure's and the current watch's: the stalled watch is gone"
+        );
+    }
+
+    /// Answers one request with the headers of a response whose body never ends (a watch), and
+    /// hands back the request and the client's port.
+    async fn serve_one_watch(
+        listener: tokio::net::TcpListener,
+    ) -> (String, u16, tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, client) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !request.windows(4).any(|end| end == b"\r\n\r\n") {
+            let read = socket.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "the client closed before its request ended");
+            request.extend_from_slice(&buffer[..read]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        (
+            String::from_utf8_lossy(&request).into_owned(),
+            client.port(),
+            socket,
+        )
+    }
+
+    /// The watch client made for a plain-HTTP test server, with a token.
+    async fn watch_client_and_server() -> (Client, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = Config::new(url.parse().unwrap());
+        config.auth_info.token = Some("watch-token".to_string().into());
+        let client = watch_client(watch_config(config)).expect("build the watch client");
+        (client, listener)
+    }
+
+    fn watch_request() -> axum::http::Request<kube::client::Body> {
+        axum::http::Request::get("/api/v1/secrets?watch=true")
+            .body(kube::client::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_watch_client_sends_the_configured_credentials_to_the_configured_server() {
+        let (client, listener) = watch_client_and_server().await;
+        let (response, (request, _, _socket)) =
+            tokio::join!(client.send(watch_request()), serve_one_watch(listener));
+        assert!(response.expect("the watch starts").status().is_success());
+        let request = request.to_ascii_lowercase();
+        assert!(
+            request.starts_with("get /api/v1/secrets?watch=true "),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: bearer watch-token\r\n"),
+            "{request}"
+        );
+    }
+
+    /// The kernel's own view of the client's socket (`/proc/net/tcp`): its pending timer is the
+    /// keepalive timer (2), due within the keepalive idle time, not the default two hours.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn watch_connections_carry_tcp_keepalive() {
+        let (client, listener) = watch_client_and_server().await;
+        let server_port = listener.local_addr().unwrap().port();
+        let (response, (_, client_port, _socket)) =
+            tokio::join!(client.send(watch_request()), serve_one_watch(listener));
+        let _watch = response.expect("the watch starts");
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let ends = format!(":{client_port:04X} 0100007F:{server_port:04X}");
+        let socket = table
+            .lines()
+            .find(|line| line.contains(&ends))
+            .unwrap_or_else(|| panic!("no socket {ends} in\n{table}"));
+        let timer = socket.split_whitespace().nth(5).unwrap();
+        let (kind, due) = timer.split_once(':').unwrap();
+        assert_eq!(kind, "02", "the keepalive timer is armed: {socket}");
+        // In clock ticks (USER_HZ, 100 per second).
+        let due = u64::from_str_radix(due, 16).unwrap();
+        assert!(
+            due <= WATCH_KEEPALIVE_IDLE.as_secs() * 100,
+            "first keepalive due in {due} ticks: {socket}"
         );
     }
 

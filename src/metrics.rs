@@ -7,6 +7,11 @@
 //! The per-grant series live in one map, one small entry per grant (its name once, the values
 //! inline), encoded at each scrape by a collector: at 10,000 grants a `Family` per series kept
 //! four label sets, hash entries and atomics per grant, plus two indexes to forget them by.
+//!
+//! Only the replica that may write exports per-grant series and `sas_operator_leader 1`: both
+//! are read from the leadership claim at each scrape, so a standby, and a leader whose claim
+//! has lapsed, never export a stale copy that alerts would have to tell apart from the real
+//! one (docs/monitoring.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,9 +21,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::leader::LeadershipClaim;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -34,6 +41,46 @@ const LATENESS_BUCKETS: [f64; 20] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
     300.0, 600.0, 1800.0, 3600.0,
 ];
+
+/// Why the background writer drops an Event (the `reason` label of `events_dropped`): the
+/// queue was full, the object it is about is gone, the API server refused it, or kept failing.
+/// Each starts at 0, so that `increase()` sees the first drop too.
+pub const EVENT_DROP_REASONS: [&str; 4] = ["overflow", "gone", "refused", "failed"];
+
+/// Whether this process may write now, as its leadership claim says at each scrape. Before a
+/// claim is followed (a standby waiting for the Lease) it does not.
+#[derive(Debug, Default)]
+struct Leadership {
+    claim: Mutex<Option<LeadershipClaim>>,
+}
+
+impl Leadership {
+    fn leads(&self) -> bool {
+        self.claim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(LeadershipClaim::holds)
+    }
+}
+
+/// Encodes `sas_operator_leader` from the claim at each scrape.
+#[derive(Debug)]
+struct LeaderCollector {
+    leadership: Arc<Leadership>,
+}
+
+impl Collector for LeaderCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = encoder.encode_descriptor(
+            "leader",
+            "Whether this replica holds the leader-election Lease and may write (1) or not (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.leadership.leads())).encode(family)
+    }
+}
 
 /// The per-grant series of one grant; `None` for a series it does not have (yet).
 #[derive(Debug, Default)]
@@ -56,10 +103,11 @@ type GaugeOf = (
 /// namespace -> grant name -> its series.
 type GrantMap = HashMap<Box<str>, HashMap<Box<str>, GrantSeries>>;
 
-/// Encodes the per-grant series from the map at each scrape.
-#[derive(Debug, Default)]
+/// Encodes the per-grant series from the map at each scrape, while this replica leads.
+#[derive(Debug)]
 struct GrantCollector {
     grants: Mutex<GrantMap>,
+    leadership: Arc<Leadership>,
 }
 
 impl GrantCollector {
@@ -83,7 +131,14 @@ impl GrantCollector {
 
 impl Collector for GrantCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let grants = self.lock();
+        // The families are described either way; only their samples are the leader's.
+        let empty = GrantMap::new();
+        let guard = self.lock();
+        let grants = if self.leadership.leads() {
+            &*guard
+        } else {
+            &empty
+        };
         let gauges: [GaugeOf; 3] = [
             (
                 "grant_expiration_timestamp",
@@ -143,6 +198,11 @@ struct DroppedEventLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfoLabels {
+    version: &'static str,
+}
+
 /// All metrics of one operator process. Cloning is cheap; clones share the same series.
 #[derive(Clone)]
 pub struct Metrics {
@@ -150,6 +210,7 @@ pub struct Metrics {
     /// Events the background writer dropped, by why (`overflow`, `failed`, ...).
     events_dropped: Family<DroppedEventLabels, Counter>,
     grants: Arc<GrantCollector>,
+    leadership: Arc<Leadership>,
     reconcile_duration: Histogram,
     reconciles: Counter,
     rotation_lateness: Histogram,
@@ -164,13 +225,34 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sas_operator");
+        let build_info = Family::<BuildInfoLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfoLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The operator's version, in the labels (the value is always 1)",
+            build_info,
+        );
+        let leadership = Arc::new(Leadership::default());
+        registry.register_collector(Box::new(LeaderCollector {
+            leadership: leadership.clone(),
+        }));
         let events_dropped = Family::<DroppedEventLabels, Counter>::default();
+        for reason in EVENT_DROP_REASONS {
+            let _ = events_dropped.get_or_create(&DroppedEventLabels { reason });
+        }
         registry.register(
             "events_dropped",
-            "Events not published: the queue was full (overflow) or the API server kept failing",
+            "Events not published: the queue was full (overflow), their object was gone, the API server refused them or kept failing",
             events_dropped.clone(),
         );
-        let grants = Arc::new(GrantCollector::default());
+        let grants = Arc::new(GrantCollector {
+            grants: Mutex::default(),
+            leadership: leadership.clone(),
+        });
         registry.register_collector(Box::new(grants.clone()));
         let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
         registry.register_with_unit(
@@ -196,10 +278,22 @@ impl Metrics {
             registry: Arc::new(registry),
             events_dropped,
             grants,
+            leadership,
             reconcile_duration,
             reconciles,
             rotation_lateness,
         }
+    }
+
+    /// From now on, this process leads (`sas_operator_leader 1`, per-grant series exported)
+    /// exactly while `claim` holds: [`LeadershipClaim::unconditional`] without leader
+    /// election, the Lease's claim with it.
+    pub fn follow_leadership(&self, claim: LeadershipClaim) {
+        *self
+            .leadership
+            .claim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(claim);
     }
 
     /// Records when the grant's current token expires and when it will be re-signed.
@@ -294,6 +388,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn lines(metrics: &Metrics) -> Vec<String> {
         metrics.encode().lines().map(str::to_owned).collect()
@@ -313,13 +408,20 @@ mod tests {
         }
     }
 
+    /// Metrics of a replica that may write (as without leader election).
+    fn leading() -> Metrics {
+        let metrics = Metrics::new();
+        metrics.follow_leadership(LeadershipClaim::unconditional());
+        metrics
+    }
+
     fn timestamp(seconds: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(seconds).unwrap()
     }
 
     #[test]
     fn grant_schedule_is_exported_as_unix_timestamps() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.set_grant_schedule(
             "apps",
             "reports",
@@ -343,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_new_schedule_replaces_the_old_one() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.set_grant_schedule("apps", "reports", timestamp(100), timestamp(50));
         metrics.set_grant_schedule("apps", "reports", timestamp(200), timestamp(150));
         assert!(has_line(
@@ -358,7 +460,7 @@ mod tests {
 
     #[test]
     fn ready_is_one_or_zero() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.set_ready("apps", "good", true);
         metrics.set_ready("apps", "bad", false);
         assert!(has_line(
@@ -378,7 +480,7 @@ mod tests {
 
     #[test]
     fn rotations_are_counted_per_result() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.record_rotation("apps", "reports", "success");
         metrics.record_rotation("apps", "reports", "success");
         metrics.record_rotation("apps", "reports", "KeySecretNotFound");
@@ -395,7 +497,7 @@ mod tests {
 
     #[test]
     fn reconcile_duration_is_a_histogram_in_seconds() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.observe_reconcile(0.02);
         metrics.observe_reconcile(3.0);
         assert_has_lines(
@@ -415,7 +517,7 @@ mod tests {
 
     #[test]
     fn rotation_lateness_buckets_span_a_tenth_of_a_second_to_an_hour() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.observe_rotation_lateness(0.05);
         metrics.observe_rotation_lateness(3000.0);
         metrics.observe_rotation_lateness(7200.0);
@@ -434,7 +536,7 @@ mod tests {
 
     #[test]
     fn rotation_lateness_buckets_resolve_the_one_second_target() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.observe_rotation_lateness(0.02);
         metrics.observe_rotation_lateness(0.8);
         metrics.observe_rotation_lateness(1.2);
@@ -451,7 +553,7 @@ mod tests {
 
     #[test]
     fn early_rotation_counts_as_on_time_and_nonsense_is_ignored() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.observe_rotation_lateness(-5.0);
         metrics.observe_rotation_lateness(f64::NAN);
         metrics.observe_reconcile(f64::INFINITY);
@@ -471,7 +573,7 @@ mod tests {
 
     #[test]
     fn grants_lists_every_grant_with_series_until_it_is_forgotten() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.set_ready("apps", "ready", true);
         metrics.set_grant_schedule("apps", "scheduled", timestamp(100), timestamp(50));
         metrics.record_rotation("apps", "failed", "KeySecretNotFound");
@@ -488,7 +590,7 @@ mod tests {
 
     #[test]
     fn forgetting_a_grant_removes_all_its_series_and_only_its_series() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         for name in ["gone", "kept"] {
             metrics.set_grant_schedule("apps", name, timestamp(100), timestamp(50));
             metrics.set_ready("apps", name, true);
@@ -510,7 +612,7 @@ mod tests {
 
     #[test]
     fn a_forgotten_grant_that_comes_back_starts_from_zero() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.record_rotation("apps", "reports", "success");
         metrics.forget_grant("apps", "reports");
         metrics.record_rotation("apps", "reports", "success");
@@ -522,7 +624,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.set_ready("apps", "a\"b", true);
         assert!(has_line(
             &metrics,
@@ -532,7 +634,7 @@ mod tests {
 
     #[test]
     fn clones_share_series_and_output_ends_with_eof() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.clone().set_ready("apps", "reports", true);
         assert!(has_line(
             &metrics,
@@ -543,9 +645,81 @@ mod tests {
 
     #[test]
     fn every_reconcile_is_counted_even_one_whose_duration_is_not_finite() {
-        let metrics = Metrics::new();
+        let metrics = leading();
         metrics.observe_reconcile(0.1);
         metrics.observe_reconcile(f64::NAN);
         assert!(has_line(&metrics, "sas_operator_reconciles_total 2"));
+    }
+
+    #[test]
+    fn a_standby_reports_leader_zero_and_no_per_grant_samples() {
+        let metrics = Metrics::new();
+        metrics.set_ready("apps", "reports", true);
+        metrics.set_grant_schedule("apps", "reports", timestamp(100), timestamp(50));
+        metrics.record_rotation("apps", "reports", "success");
+        let text = metrics.encode();
+        assert!(has_line(&metrics, "sas_operator_leader 0"), "{text}");
+        assert!(!text.contains(r#"name="reports""#), "{text}");
+        // The families stay described, so a scrape of a standby still names them.
+        assert!(
+            has_line(&metrics, "# TYPE sas_operator_grant_ready gauge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_leader_election_the_replica_leads() {
+        let metrics = leading();
+        metrics.set_ready("apps", "reports", true);
+        assert_has_lines(
+            &metrics,
+            &[
+                "sas_operator_leader 1",
+                r#"sas_operator_grant_ready{namespace="apps",name="reports"} 1"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn a_lapsed_claim_reports_leader_zero_and_hides_per_grant_samples_at_once() {
+        let metrics = Metrics::new();
+        let claim =
+            LeadershipClaim::held_until(std::time::Instant::now() + Duration::from_secs(60));
+        metrics.follow_leadership(claim.clone());
+        metrics.set_ready("apps", "reports", true);
+        assert_has_lines(
+            &metrics,
+            &[
+                "sas_operator_leader 1",
+                r#"sas_operator_grant_ready{namespace="apps",name="reports"} 1"#,
+            ],
+        );
+        claim.revoke();
+        let text = metrics.encode();
+        assert!(has_line(&metrics, "sas_operator_leader 0"), "{text}");
+        assert!(!text.contains(r#"name="reports""#), "{text}");
+    }
+
+    #[test]
+    fn build_info_is_one_with_the_crate_version() {
+        let metrics = Metrics::new();
+        assert!(has_line(
+            &metrics,
+            &format!(
+                r#"sas_operator_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ));
+    }
+
+    #[test]
+    fn every_event_drop_reason_is_exported_from_zero() {
+        let metrics = Metrics::new();
+        for reason in EVENT_DROP_REASONS {
+            assert!(has_line(
+                &metrics,
+                &format!(r#"sas_operator_events_dropped_total{{reason="{reason}"}} 0"#)
+            ));
+        }
     }
 }

@@ -13,11 +13,14 @@ use crate::config::LogFormat;
 /// namespace) at WARN when they fail to decode, and error bodies at DEBUG; its ERROR lines
 /// repeat every failed request (three per failed reconcile while the API server is down), which
 /// the operator already logs once per attempt with a reason: it is silenced. kube-runtime logs
-/// API errors at DEBUG and WARN. The HTTP and TLS stacks have nothing an operator needs below
-/// WARN.
-const CAPPED: [(&str, LevelFilter); 8] = [
+/// API errors at DEBUG and WARN; its watcher logs each 403 a watch meets (a restarted API
+/// server's authorizer not ready yet) at WARN with the whole `Status` debug dump, once per
+/// retry, where the operator logs one WARN per outage itself: only the watcher's ERROR passes.
+/// The HTTP and TLS stacks have nothing an operator needs below WARN.
+const CAPPED: [(&str, LevelFilter); 9] = [
     ("kube_client", LevelFilter::OFF),
     ("kube_runtime", LevelFilter::WARN),
+    ("kube_runtime::watcher", LevelFilter::ERROR),
     ("hyper", LevelFilter::WARN),
     ("hyper_util", LevelFilter::WARN),
     ("h2", LevelFilter::WARN),
@@ -68,13 +71,20 @@ mod tests {
     fn the_http_stack_and_kube_runtime_are_capped_at_warn() {
         let caps = client_library_caps();
         for target in [
-            "kube_runtime::watcher",
+            "kube_runtime::controller",
             "hyper_util::client",
             "tower_http::trace",
         ] {
             assert!(!caps.would_enable(target, &Level::DEBUG), "{target}");
             assert!(caps.would_enable(target, &Level::WARN), "{target}");
         }
+    }
+
+    #[test]
+    fn kube_runtimes_watcher_logs_no_status_dump_at_warn() {
+        let caps = client_library_caps();
+        assert!(!caps.would_enable("kube_runtime::watcher", &Level::WARN));
+        assert!(caps.would_enable("kube_runtime::watcher", &Level::ERROR));
     }
 
     #[test]

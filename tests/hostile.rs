@@ -32,3 +32,6 @@ mod service_accounts;
 
 #[path = "hostile/fetch.rs"]
 mod fetch;
+
+#[path = "hostile/memory.rs"]
+mod memory;

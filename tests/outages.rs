@@ -1,8 +1,9 @@
 //! Outages shorter than renewBefore (issue 12). Each test injects one fault into the real
-//! control plane or the operator just as a wave of grants comes due, and checks what
-//! applications and operators see: no Secret ever holds an expired token, every overdue grant
-//! is rotated within seconds of the API server (or the operator) being back, no replica writes
-//! after it lost its lease, and an outage costs a bounded number of log lines.
+//! control plane, the operator or the network between them just as a wave of grants comes due,
+//! and checks what applications and operators see: no Secret ever holds an expired token, every
+//! overdue grant is rotated within seconds of the API server (or the operator) being back, new
+//! grants get their Secrets within seconds after a network partition (issue 21), no replica
+//! writes after it lost its lease, and an outage costs a bounded number of log lines.
 //!
 //! The faults hit the control plane that every test of a binary shares, so this binary holds
 //! only fault tests; they take turns (`SERIAL`) and heal the control plane before and after.
@@ -12,6 +13,8 @@
 mod common;
 #[path = "support/operator.rs"]
 mod operator;
+#[path = "support/partition.rs"]
+mod partition;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -27,6 +30,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use operator::{Operator, create_secret, install_deploy_directory, key_secret, namespace};
+use partition::Partition;
 use sas_operator::crd::SasGrant;
 use sas_operator::reconcile::schedule;
 use serde_json::json;
@@ -53,6 +57,16 @@ const ETCD_DOWN: Duration = Duration::from_secs(25);
 /// Longer than any per-request timeout the operator may use (its whole reconcile must end
 /// within the lease renew deadline, 10 s by default).
 const APISERVER_FROZEN: Duration = Duration::from_secs(25);
+/// A network partition between the operator and the API server: most of renewBefore, like the
+/// other outages. Its length hardly matters here: the connections open at the cut stay stalled
+/// for good (see `support/partition.rs`).
+const PARTITION: Duration = Duration::from_secs(30);
+/// A grant is created this far into the partition: its watch event is sent on a stalled
+/// connection.
+const GRANT_DURING_PARTITION_AFTER: Duration = Duration::from_secs(5);
+/// Every write the partition causes comes this soon after it ends (and long before the next
+/// wave): a Secret written twice by then was written twice for one rotation.
+const WRITES_SETTLE_WITHIN: SignedDuration = SignedDuration::from_secs(10);
 /// How long a killed operator stays down before its restart (kubelet restarts a crashed
 /// container at once the first time; a few seconds let the whole wave come due meanwhile).
 const OPERATOR_DOWN: Duration = Duration::from_secs(3);
@@ -68,6 +82,9 @@ const MAX_RECOVERY: SignedDuration = SignedDuration::from_secs(2);
 /// A grant created as soon as the API server is ready again gets its Secret this soon: the
 /// operator's watches are back within seconds.
 const MAX_NEW_GRANT_DELAY: SignedDuration = SignedDuration::from_secs(5);
+/// Grants created during a network partition and right after it get their Secrets this soon
+/// after it ends (issue 21): the operator watches afresh once its probe sees the API server.
+const MAX_SECRET_AFTER_PARTITION: SignedDuration = SignedDuration::from_secs(3);
 /// The operator's `/readyz` answers 200 again this soon after the API server is back (and
 /// must have reported the outage: it answers 503 at some point during it).
 const MAX_READY_AGAIN: SignedDuration = SignedDuration::from_secs(5);
@@ -75,7 +92,8 @@ const MAX_READY_AGAIN: SignedDuration = SignedDuration::from_secs(5);
 const MAX_NOISY_LINES_PER_GRANT: usize = 5;
 /// ...plus a few for watches, the lease and start-up.
 const NOISY_LINES_ALLOWANCE: usize = 20;
-// And no ERROR line at all: an outage shorter than renewBefore is not an error.
+// And no ERROR line at all: an outage shorter than renewBefore is not an error; and no line
+// with a whole `Status` debug dump (issue 21).
 
 // ----- Budgets of the harness, not requirements -----
 
@@ -162,6 +180,8 @@ async fn an_operator_killed_mid_wave_and_restarted_rotates_the_rest_at_once() {
         written_short: scenario.written_short(fault_at),
         went_back: scenario.went_back(),
         new_grant_delay: None,
+        secrets_after_partition: Vec::new(),
+        secrets_written_twice: Vec::new(),
         watch_delay: None,
         readiness: None,
         log: noisy_lines(&restarted.logs()),
@@ -222,10 +242,82 @@ async fn a_leader_paused_past_its_lease_mid_reconcile_never_writes_after_losing_
         written_short: scenario.written_short(fault_at),
         went_back: scenario.went_back(),
         new_grant_delay: None,
+        secrets_after_partition: Vec::new(),
+        secrets_written_twice: Vec::new(),
         watch_delay: None,
         readiness: None,
         log: noisy_lines(standby.logs().get(standby_mark..).unwrap_or_default()),
         writes_after_lease_lost,
+    };
+    report.publish();
+    report.assert_holds();
+}
+
+/// A network partition between the operator and the API server, nothing killed (issue 21): the
+/// operator's watch connections stall, so it must watch afresh once its probe sees the API
+/// server again. A grant created during the cut and one right after it get their Secrets
+/// within seconds of its end, every Secret is written once, and the overdue wave is rotated as
+/// after any outage.
+#[tokio::test]
+async fn after_a_network_partition_new_grants_get_their_secrets_within_seconds() {
+    let _turn = SERIAL.lock().await;
+    let scenario = Scenario::new("partition").await;
+    let partition = Partition::start(&control_plane().server).await;
+    let account = scenario
+        .replica_account("operator")
+        .await
+        .through(&partition.url);
+    let admin_port = operator::free_local_port();
+    let operator = scenario.operator_with(
+        &account,
+        "operator",
+        None,
+        &format!("127.0.0.1:{admin_port}"),
+    );
+    scenario.wait_all_signed().await;
+    let readiness = ReadinessLog::start(admin_port);
+
+    sleep_until(scenario.next_wave() - FAULT_LEAD).await;
+    let log_mark = operator.logs().len();
+    let fault_at = Timestamp::now();
+    partition.cut();
+    tokio::time::sleep(GRANT_DURING_PARTITION_AFTER).await;
+    scenario.create_grant("during-cut").await;
+    tokio::time::sleep(PARTITION - GRANT_DURING_PARTITION_AFTER).await;
+    partition.heal();
+    let back_at = Timestamp::now();
+    scenario.create_grant("after-cut").await;
+    let (during, after, recovery) = tokio::join!(
+        scenario.first_token_since("during-cut", back_at),
+        scenario.first_token_since("after-cut", back_at),
+        scenario.await_rotation(back_at, scenario.overdue_at(back_at)),
+    );
+    // A second write of any Secret would come within moments.
+    sleep_until(back_at + WRITES_SETTLE_WITHIN).await;
+
+    let report = Report {
+        fault: "partition",
+        fault_at,
+        back_at,
+        recovery,
+        longest_expired: scenario.longest_expired(Timestamp::now()),
+        expired_when_seen: scenario.expired_when_seen(),
+        written_short: scenario.written_short(fault_at),
+        went_back: scenario.went_back(),
+        new_grant_delay: None,
+        secrets_after_partition: vec![
+            ("created during the partition", during),
+            ("created right after it", after),
+        ],
+        secrets_written_twice: scenario.secrets_written_twice(
+            &account,
+            fault_at,
+            back_at + WRITES_SETTLE_WITHIN,
+        ),
+        watch_delay: scenario.watches_back_after(&account, fault_at, back_at),
+        readiness: Some(readiness.around(fault_at, back_at)),
+        log: noisy_lines(operator.logs().get(log_mark..).unwrap_or_default()),
+        writes_after_lease_lost: Vec::new(),
     };
     report.publish();
     report.assert_holds();
@@ -311,23 +403,7 @@ async fn api_outage(
         scenario.await_rotation(back_at, scenario.overdue_at(back_at))
     );
 
-    let watch_delay = ["sasgrants", "secrets"]
-        .map(|resource| {
-            scenario
-                .audit()
-                .into_iter()
-                .find(|e| {
-                    e.user == account.user
-                        && e.verb == "watch"
-                        && e.resource == resource
-                        && e.stage == "ResponseStarted"
-                        && e.at >= fault_at
-                })
-                .map(|e| e.at.duration_since(back_at).max(SignedDuration::ZERO))
-        })
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .and_then(|delays| delays.into_iter().max());
+    let watch_delay = scenario.watches_back_after(&account, fault_at, back_at);
     let report = Report {
         fault,
         fault_at,
@@ -338,6 +414,8 @@ async fn api_outage(
         written_short: scenario.written_short(fault_at),
         went_back: scenario.went_back(),
         new_grant_delay: Some(new_grant_delay),
+        secrets_after_partition: Vec::new(),
+        secrets_written_twice: Vec::new(),
         watch_delay,
         readiness: Some(readiness.around(fault_at, back_at)),
         log: noisy_lines(operator.logs().get(log_mark..).unwrap_or_default()),
@@ -367,6 +445,11 @@ struct Report {
     went_back: Vec<String>,
     /// From creating a grant right after `back_at` to its Secret (None: not within a minute).
     new_grant_delay: Option<Option<SignedDuration>>,
+    /// Grants created around a network partition: from its end to each one's Secret (None:
+    /// not within a minute).
+    secrets_after_partition: Vec<(&'static str, Option<SignedDuration>)>,
+    /// Secrets the operator wrote more than once for one rotation (audit log).
+    secrets_written_twice: Vec<String>,
     /// From `back_at` until the operator watched grants and Secrets again (audit log; None: not
     /// re-established, e.g. because the connections survived).
     watch_delay: Option<SignedDuration>,
@@ -385,8 +468,9 @@ impl Report {
             "outage {fault}: back after {back}; overdue {overdue}/{grants}; all rotated {recovery} after back \
              (slowest {slowest}, not rotated {missed}); longest expired {expired}; expired when seen {seen}; \
              written with under renewBefore left {short}; went back to an older token {back_count}; \
-             new grant's Secret after {new_grant}; watches back after {watch}; operator /readyz {readiness}; \
-             log WARN {warn} ERROR {error}; writes after lease lost {lost}",
+             new grant's Secret after {new_grant}; {partition}watches back after {watch}; \
+             operator /readyz {readiness}; log WARN {warn} ERROR {error} Status dumps {dumps}; \
+             writes after lease lost {lost}",
             fault = self.fault,
             back = seconds(self.back_at.duration_since(self.fault_at)),
             overdue = self.recovery.overdue,
@@ -407,6 +491,14 @@ impl Report {
                 Some(None) => "over 60s".into(),
                 Some(Some(d)) => seconds(d),
             },
+            partition = self
+                .secrets_after_partition
+                .iter()
+                .map(|(grant, delay)| {
+                    let delay = delay.map_or("over 60s".into(), seconds);
+                    format!("Secret of the grant {grant}: {delay} after the partition; ")
+                })
+                .collect::<String>(),
             watch = self.watch_delay.map_or("-".into(), seconds),
             readiness = match &self.readiness {
                 None => "-".into(),
@@ -425,10 +517,12 @@ impl Report {
             },
             warn = self.log.warn,
             error = self.log.error,
+            dumps = self.log.status_dumps,
             lost = self.writes_after_lease_lost.len(),
         );
         let details: Vec<String> = [
             ("writes after lease lost", &self.writes_after_lease_lost),
+            ("Secrets written twice", &self.secrets_written_twice),
             ("written short", &self.written_short),
             ("went back", &self.went_back),
         ]
@@ -492,6 +586,20 @@ impl Report {
                 "a grant created after the outage got its Secret only {delay:?} later"
             );
         }
+        for (grant, delay) in &self.secrets_after_partition {
+            let delay =
+                delay.unwrap_or_else(|| panic!("the grant {grant} got no Secret within a minute"));
+            assert!(
+                delay <= MAX_SECRET_AFTER_PARTITION,
+                "the grant {grant} got its Secret {delay:?} after the partition ended (at most \
+                 {MAX_SECRET_AFTER_PARTITION:?})"
+            );
+        }
+        assert!(
+            self.secrets_written_twice.is_empty(),
+            "Secrets written more than once: {:?}",
+            self.secrets_written_twice
+        );
         if let Some(readiness) = &self.readiness {
             assert!(
                 readiness.unready_after.is_some(),
@@ -514,6 +622,10 @@ impl Report {
             self.log.error, 0,
             "ERROR lines over an outage shorter than renewBefore"
         );
+        assert_eq!(
+            self.log.status_dumps, 0,
+            "log lines with a whole Status debug dump"
+        );
         let noisy = self.log.warn + self.log.error;
         let budget = GRANTS * MAX_NOISY_LINES_PER_GRANT + NOISY_LINES_ALLOWANCE;
         assert!(
@@ -535,12 +647,17 @@ struct Recovery {
 struct NoisyLines {
     warn: usize,
     error: usize,
+    /// Lines carrying a kube `Status` in its debug form (kube-runtime's watcher logs a 403 so).
+    status_dumps: usize,
 }
 
 /// Counts WARN and ERROR lines of the operator's text log.
 fn noisy_lines(log: &str) -> NoisyLines {
     let mut counts = NoisyLines::default();
     for line in log.lines() {
+        if line.contains("Status { ") {
+            counts.status_dumps += 1;
+        }
         match line.split_whitespace().nth(1) {
             Some("WARN") => counts.warn += 1,
             Some("ERROR") => counts.error += 1,
@@ -565,6 +682,25 @@ struct Scenario {
 struct Account {
     kubeconfig: PathBuf,
     user: String,
+}
+
+impl Account {
+    /// The same account reaching the API server at `url` (a proxy).
+    fn through(self, url: &str) -> Account {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("read the kubeconfig");
+        let server = format!("server: {}\n", control_plane().server);
+        assert!(text.contains(&server), "the kubeconfig names {server}");
+        let kubeconfig = self.kubeconfig.with_extension("through-proxy.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            text.replace(&server, &format!("server: {url}\n")),
+        )
+        .expect("write the kubeconfig");
+        Account {
+            kubeconfig,
+            user: self.user,
+        }
+    }
 }
 
 impl Scenario {
@@ -1000,6 +1136,81 @@ impl Scenario {
             },
         )
         .await
+    }
+
+    /// Creates a grant like the scenario's (not part of its wave).
+    async fn create_grant(&self, name: &str) {
+        Api::<SasGrant>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &grant(name))
+            .await
+            .unwrap_or_else(|err| panic!("create SasGrant {name}: {err}"));
+    }
+
+    /// How long after `since` the grant's first token was seen (None: not within a minute).
+    async fn first_token_since(&self, grant: &str, since: Timestamp) -> Option<SignedDuration> {
+        let deadline = since + SignedDuration::from_secs(60);
+        loop {
+            if let Some(first) = self.sampler.tokens().get(grant).and_then(|s| s.first()) {
+                return Some(first.at.duration_since(since).max(SignedDuration::ZERO));
+            }
+            if Timestamp::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Secrets that `account` wrote more than once from `since` until `until` (audit log).
+    fn secrets_written_twice(
+        &self,
+        account: &Account,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Vec<String> {
+        let mut writes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for event in self.audit() {
+            if event.user == account.user
+                && event.resource == "secrets"
+                && event.is_write()
+                && event.at >= since
+                && event.at < until
+            {
+                let name = event.name.clone().unwrap_or_default();
+                writes.entry(name).or_default().push(event.describe());
+            }
+        }
+        writes
+            .into_values()
+            .filter(|writes| writes.len() > 1)
+            .map(|writes| writes.join(", "))
+            .collect()
+    }
+
+    /// From `back_at` until `account` watched grants and Secrets again after `fault_at` (audit
+    /// log; None: not re-established).
+    fn watches_back_after(
+        &self,
+        account: &Account,
+        fault_at: Timestamp,
+        back_at: Timestamp,
+    ) -> Option<SignedDuration> {
+        let audit = self.audit();
+        ["sasgrants", "secrets"]
+            .map(|resource| {
+                audit
+                    .iter()
+                    .find(|e| {
+                        e.user == account.user
+                            && e.verb == "watch"
+                            && e.resource == resource
+                            && e.stage == "ResponseStarted"
+                            && e.at >= fault_at
+                    })
+                    .map(|e| e.at.duration_since(back_at).max(SignedDuration::ZERO))
+            })
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|delays| delays.into_iter().max())
     }
 
     /// This namespace's requests in the API server's audit log, in order.

@@ -1,17 +1,21 @@
 //! The read caches behind [`super::KubeCluster`], fed by the watches the controller runs.
 //!
-//! - **Owned Secrets** (label `app.kubernetes.io/managed-by=sas-operator`): full objects from a
-//!   labelled watch; they are ours, so holding their data is no wider than writing it. Each
+//! - **Owned Secrets** (label `app.kubernetes.io/managed-by=sas-operator`): from a labelled
+//!   watch, slim (what the reconcile reads). Anyone may put the label on a Secret: one that
+//!   names no SasGrant as its controller is kept as its version only, its data never read.
+//!   Of ours, only values of the size we write are kept. Each
 //!   write of ours goes into the cache at once (its response), and its `resourceVersion` is
 //!   remembered so that the watch event it causes maps back to no reconcile.
 //! - **Key Secrets** (label `sas-operator.io/signing-key=true`, the opt-in every key Secret
-//!   needs): full objects from a labelled watch per scope, so reading a key is a lookup and a
-//!   restart reads none. That watch is also what reconciles the grants of a key that appeared,
+//!   needs): from a labelled watch per scope, so reading a key is a lookup and a restart reads
+//!   none. Each is kept as a [`KeySecret`]: its version and its account keys, judged as the
+//!   event arrives (an entry that is not an 88-character key is kept only as the reason it is
+//!   refused), never its other data: whatever a tenant puts next to a key costs no memory. That watch is also what reconciles the grants of a key that appeared,
 //!   changed or went away (lost its label or was deleted), after it updated the cache: a
 //!   reconcile it causes reads the version that caused it, never an older one.
 //! - **Unlabelled key Secrets**: a grant naming a Secret without the opt-in must still learn
 //!   whether it exists (`KeySecretNotLabelled`) or not (`KeySecretNotFound`). That is one GET
-//!   per (namespace, name, resourceVersion); only its metadata is kept (no data of a Secret
+//!   per (namespace, name, resourceVersion); only its version is kept (no data of a Secret
 //!   that did not opt in), dropped when the metadata-only watch of all Secrets shows another
 //!   version or a deletion (an epoch makes a GET raced by a newer version cache nothing). A
 //!   missing Secret is a GET each time, as is a `ClusterSasIssuer`'s key in a namespace no
@@ -36,7 +40,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::credentials::LABEL_SIGNING_KEY;
+use crate::credentials::{KeySecret, LABEL_SIGNING_KEY, is_opted_in};
 use crate::reconcile::secret::{
     ANNOTATION_INPUTS_HASH, ANNOTATION_MAC, ANNOTATION_ROTATED_AT, KEY_CONNECTION_STRING,
     KEY_EXPIRES_AT, KEY_SAS_TOKEN, KEY_SAS_URL, LABEL_MANAGED_BY, MANAGER_NAME,
@@ -92,10 +96,7 @@ pub fn signing_key_selector() -> String {
 
 /// Whether Secret metadata carries the signing-key opt-in (what the key watch selects).
 pub fn is_labelled_signing_key(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|labels| labels.get(LABEL_SIGNING_KEY))
-        .is_some_and(|value| value == "true")
+    is_opted_in(meta)
 }
 
 /// The annotations of an owned Secret the reconcile reads (`reconcile::secret`).
@@ -127,6 +128,22 @@ struct OwnedSecret {
     data: [Option<Compact>; 4],
 }
 
+/// The longest data value of an owned Secret that is kept. What we write is a token, a URL
+/// and a connection string of a few hundred bytes (a blob name is at most 1,024 characters);
+/// a longer value is someone else's, and a Secret without it reads as incomplete, so the
+/// reconcile rewrites it.
+const MAX_OWNED_VALUE: usize = 16 * 1024;
+
+/// Whether a Secret names a SasGrant as its controller: only then can it be one we wrote, and
+/// only then is its data read. The label alone proves nothing: anyone may set it.
+pub fn is_controlled_by_a_grant(meta: &ObjectMeta) -> bool {
+    meta.owner_references.iter().flatten().any(|owner| {
+        owner.controller == Some(true)
+            && owner.kind == "SasGrant"
+            && owner.api_version.starts_with("sas-operator.io/")
+    })
+}
+
 /// A data value with the token cut out, and where it was.
 struct Compact {
     rest: Box<[u8]>,
@@ -134,18 +151,16 @@ struct Compact {
 }
 
 impl Compact {
+    /// Cuts `token` out of `value` where we write it: at the end (the URL's query, the
+    /// connection string's last field). One comparison, linear in the token: a value shaped
+    /// otherwise is kept whole rather than searched.
     fn new(value: &[u8], token: &[u8]) -> Self {
-        let found = (!token.is_empty())
-            .then(|| {
-                value
-                    .windows(token.len())
-                    .position(|window| window == token)
-            })
-            .flatten()
+        let found = (!token.is_empty() && value.ends_with(token))
+            .then(|| value.len() - token.len())
             .and_then(|at| u32::try_from(at).ok().map(|short| (at, short)));
         match found {
             Some((at, short)) => Compact {
-                rest: [&value[..at], &value[at + token.len()..]].concat().into(),
+                rest: value[..at].into(),
                 token_at: Some(short),
             },
             None => Compact {
@@ -168,14 +183,29 @@ impl Compact {
 
 impl OwnedSecret {
     fn of(secret: &Secret) -> Self {
+        let resource_version = secret.metadata.resource_version.as_deref().map(Into::into);
+        if !is_controlled_by_a_grant(&secret.metadata) {
+            // Labelled by someone else: not ours, whatever it holds. Kept as present (a grant
+            // naming it gets SecretNotOwned without a GET), nothing of it read.
+            return OwnedSecret {
+                resource_version,
+                known_version: None,
+                controller_uid: None,
+                annotations: Default::default(),
+                data: Default::default(),
+            };
+        }
         let annotation = |name: &str| {
             let annotations = secret.metadata.annotations.as_ref()?;
             annotations.get(name).map(|value| value.as_str().into())
         };
-        let data = |name: &str| secret.data.as_ref()?.get(name).map(|value| &value.0[..]);
+        let data = |name: &str| {
+            let value = &secret.data.as_ref()?.get(name)?.0;
+            (value.len() <= MAX_OWNED_VALUE).then_some(&value[..])
+        };
         let token = data(KEY_SAS_TOKEN).unwrap_or_default();
         OwnedSecret {
-            resource_version: secret.metadata.resource_version.as_deref().map(Into::into),
+            resource_version,
             known_version: None,
             controller_uid: secret
                 .metadata
@@ -234,10 +264,10 @@ impl OwnedSecret {
     }
 }
 
-/// A Secret without the signing-key label, as last read: its metadata only.
+/// A Secret without the signing-key label, as last read: its version only.
 #[derive(Default)]
 struct UnlabelledEntry {
-    secret: Option<Arc<Secret>>,
+    secret: Option<Arc<KeySecret>>,
     /// Bumped by every version the metadata watch reports that differs from the cached one;
     /// a GET that started before a bump may have read the old version and is not cached.
     epoch: u64,
@@ -257,8 +287,8 @@ pub struct SecretCaches {
     /// Scopes (a namespace, or `None` for all) whose owned-Secret watch has listed once.
     synced: Mutex<HashSet<Option<String>>>,
     dirty: Mutex<HashSet<Key>>,
-    /// Key Secrets, from the watch of the signing-key label.
-    keys: Mutex<HashMap<Key, Arc<Secret>>>,
+    /// Key Secrets, from the watch of the signing-key label: their account keys only.
+    keys: Mutex<HashMap<Key, Arc<KeySecret>>>,
     /// Scopes whose key-Secret watch has listed once.
     keys_synced: Mutex<HashSet<Option<String>>>,
     unlabelled: Mutex<HashMap<Key, UnlabelledEntry>>,
@@ -414,7 +444,7 @@ impl SecretCaches {
     }
 
     /// The cached key Secret (labelled as one), if any.
-    pub fn signing_key(&self, key: &Key) -> Option<Arc<Secret>> {
+    pub fn signing_key(&self, key: &Key) -> Option<Arc<KeySecret>> {
         lock(&self.keys).get(key).cloned()
     }
 
@@ -464,27 +494,32 @@ impl SecretCaches {
         changed
     }
 
-    /// Caches a key Secret from the watch; whether its version is new to the cache.
-    fn put_key(&self, mut secret: Secret) -> bool {
-        strip_metadata(&mut secret.metadata);
+    /// Caches a key Secret from the watch, as its account keys only (the event is dropped
+    /// after); whether its version is new to the cache.
+    fn put_key(&self, secret: Secret) -> bool {
         let key = key_of(&secret.metadata);
+        let slim = KeySecret::of(&secret);
+        drop(secret);
         // Labelled now: whatever was known of it unlabelled is stale.
         self.forget_unlabelled(&key);
-        let version = secret.metadata.resource_version.clone();
-        let previous = lock(&self.keys).insert(key, Arc::new(secret));
-        previous.is_none_or(|previous| previous.metadata.resource_version != version)
+        let version = slim.resource_version.clone();
+        let previous = lock(&self.keys).insert(key, Arc::new(slim));
+        previous.is_none_or(|previous| previous.resource_version != version)
     }
 
     /// The metadata of a Secret last read without the signing-key label, the lock that
     /// serialises reading it, and the epoch to hand to [`SecretCaches::read_unlabelled`].
-    pub fn unlabelled(&self, key: &Key) -> (Option<Arc<Secret>>, Arc<tokio::sync::Mutex<()>>, u64) {
+    pub fn unlabelled(
+        &self,
+        key: &Key,
+    ) -> (Option<Arc<KeySecret>>, Arc<tokio::sync::Mutex<()>>, u64) {
         let mut unlabelled = lock(&self.unlabelled);
         let entry = unlabelled.entry(key.clone()).or_default();
         (entry.secret.clone(), entry.fetch.clone(), entry.epoch)
     }
 
     /// Records what a GET of a key Secret outside the key cache found: one without the label
-    /// is remembered by its metadata (never its data), unless a newer version was reported
+    /// is remembered by its version (never its data), unless a newer version was reported
     /// since `epoch`. A labelled one is left to the key watch, which is about to deliver it.
     pub fn read_unlabelled(&self, key: &Key, epoch: u64, found: Option<&Secret>) {
         let mut unlabelled = lock(&self.unlabelled);
@@ -493,14 +528,7 @@ impl SecretCaches {
                 if let Some(entry) = unlabelled.get_mut(key)
                     && entry.epoch == epoch
                 {
-                    let mut metadata = secret.metadata.clone();
-                    strip_metadata(&mut metadata);
-                    metadata.annotations = None;
-                    metadata.owner_references = None;
-                    entry.secret = Some(Arc::new(Secret {
-                        metadata,
-                        ..Default::default()
-                    }));
+                    entry.secret = Some(Arc::new(KeySecret::of(secret)));
                 }
             }
             // Missing, or labelled: nothing to hold (a missing one is read again next time).
@@ -536,7 +564,7 @@ impl SecretCaches {
                 entry
                     .secret
                     .as_ref()
-                    .and_then(|s| s.metadata.resource_version.as_deref())
+                    .and_then(|s| s.resource_version.as_deref())
                     == version
             }))
     }
@@ -549,7 +577,7 @@ impl SecretCaches {
             let cached = entry
                 .secret
                 .as_ref()
-                .and_then(|s| s.metadata.resource_version.as_deref());
+                .and_then(|s| s.resource_version.as_deref());
             if version.is_none() || cached != version {
                 entry.secret = None;
                 entry.epoch += 1;
@@ -618,11 +646,7 @@ mod tests {
 
     /// The `resourceVersion` of the cached key Secret `ns/name`.
     fn cached_key_version(caches: &SecretCaches, name: &str) -> Option<String> {
-        caches
-            .signing_key(&key(name))?
-            .metadata
-            .resource_version
-            .clone()
+        caches.signing_key(&key(name))?.resource_version.clone()
     }
 
     #[test]
@@ -685,11 +709,12 @@ mod tests {
         assert!(cached.is_none());
         caches.read_unlabelled(&key("db"), epoch, Some(&password));
         let cached = caches.unlabelled(&key("db")).0.expect("cached");
-        assert!(
-            cached.data.is_none(),
+        assert_eq!(
+            cached.kept_entries(),
+            0,
             "no data of a Secret that did not opt in"
         );
-        assert_eq!(cached.metadata.resource_version, Some("1".into()));
+        assert_eq!(cached.resource_version, Some("1".into()));
         assert!(
             !caches.key_event_is_news(&password.metadata),
             "a relist repeats it"
@@ -795,12 +820,87 @@ mod tests {
     }
 
     #[test]
-    fn a_value_without_the_token_is_kept_as_it_is() {
+    fn a_value_ending_in_the_token_is_kept_without_it() {
+        let compact = Compact::new(b"https://a/c?sig=1", b"sig=1");
+        assert_eq!(&*compact.rest, b"https://a/c?");
+        assert_eq!(compact.expand(b"sig=1"), b"https://a/c?sig=1");
+    }
+
+    #[test]
+    fn a_value_not_ending_in_the_token_is_kept_as_it_is() {
         let compact = Compact::new(b"no token here", b"sig=1");
         assert_eq!(compact.expand(b"sig=1"), b"no token here");
         let compact = Compact::new(b"a?sig=1;b", b"sig=1");
-        assert_eq!(&*compact.rest, b"a?;b");
+        assert_eq!(&*compact.rest, b"a?sig=1;b");
         assert_eq!(compact.expand(b"sig=1"), b"a?sig=1;b");
+    }
+
+    #[test]
+    fn cutting_the_token_out_is_linear_in_the_value() {
+        // The worst case of a search by sliding window: a near-miss at every offset (about
+        // 10^11 byte comparisons there, well under a millisecond here).
+        let value = vec![b'a'; 1024 * 1024];
+        let mut token = vec![b'a'; 512 * 1024];
+        token.push(b'b');
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let compact = Compact::new(&value, &token);
+            let _ = done.send(compact.token_at);
+        });
+        let token_at = finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("cut within 5 s");
+        assert_eq!(token_at, None);
+    }
+
+    fn labelled_ours_with_data(name: &str, entries: &[(&str, Vec<u8>)]) -> Secret {
+        let mut secret = secret(name, "1", true);
+        secret.data = Some(
+            entries
+                .iter()
+                .map(|(entry, value)| (entry.to_string(), ByteString(value.clone())))
+                .collect(),
+        );
+        secret
+    }
+
+    #[test]
+    fn a_labelled_secret_no_grant_controls_is_kept_as_present_without_its_data() {
+        use kube::runtime::watcher::Event;
+        let caches = SecretCaches::default();
+        let scope = Some("ns".to_string());
+        let megabyte = vec![b'x'; 1024 * 1024];
+        let foreign = labelled_ours_with_data(
+            "theirs",
+            &[(KEY_SAS_TOKEN, megabyte.clone()), (KEY_SAS_URL, megabyte)],
+        );
+        caches.observe_owned(&scope, Event::Apply(foreign), &mut Relist::default());
+        let cached = caches.owned(&key("theirs")).expect("known to exist");
+        assert_eq!(cached.data, Some(BTreeMap::new()), "nothing of its data");
+        assert!(cached.metadata.owner_references.is_none());
+        assert_eq!(cached.metadata.resource_version, Some("1".into()));
+    }
+
+    #[test]
+    fn a_value_longer_than_we_ever_write_is_not_kept() {
+        let mut secret = labelled_ours_with_data(
+            "app",
+            &[
+                (KEY_SAS_TOKEN, b"sig=1".to_vec()),
+                (KEY_SAS_URL, vec![b'x'; MAX_OWNED_VALUE + 1]),
+            ],
+        );
+        secret.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "sas-operator.io/v1alpha1".into(),
+            kind: "SasGrant".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let caches = SecretCaches::default();
+        caches.wrote(secret);
+        let data = caches.owned(&key("app")).unwrap().data.unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), [KEY_SAS_TOKEN]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::{Cluster, GrantEvent};
 use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
+use crate::credentials::KeySecret;
 use crate::error::Error;
 
 /// One write the reconcile made, in order.
@@ -190,8 +191,8 @@ impl FakeCluster {
 }
 
 impl Cluster for FakeCluster {
-    async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
-        Ok(self.read(namespace, name).await)
+    async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<KeySecret>, Error> {
+        Ok(self.read(namespace, name).await.as_ref().map(KeySecret::of))
     }
 
     async fn target_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {

@@ -20,6 +20,7 @@ use super::cache::{Key, SecretCaches};
 use super::writer::{self, SecretWrites, Status, StatusOf, Writer};
 use super::{Cluster, GrantEvent, Severity};
 use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
+use crate::credentials::KeySecret;
 use crate::error::Error;
 use crate::kube_client::ApiHealth;
 use crate::leader::LeadershipClaim;
@@ -204,11 +205,12 @@ fn key_of(namespace: &str, name: &str) -> Key {
 }
 
 impl Cluster for KubeCluster {
-    async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
+    async fn key_secret(&self, namespace: &str, name: &str) -> Result<Option<KeySecret>, Error> {
         // Cached only where a key watch covers the namespace; elsewhere (a ClusterSasIssuer's
         // key in an unwatched namespace) every read is a GET, since nothing would invalidate it.
         if !self.caches.keys_synced(namespace) {
-            return Ok(self.secrets(namespace).get_opt(name).await?);
+            let found = self.secrets(namespace).get_opt(name).await?;
+            return Ok(found.as_ref().map(KeySecret::of));
         }
         let key = key_of(namespace, name);
         if let Some(secret) = self.caches.signing_key(&key) {
@@ -230,7 +232,7 @@ impl Cluster for KubeCluster {
         }
         let found = self.secrets(namespace).get_opt(name).await?;
         self.caches.read_unlabelled(&key, epoch, found.as_ref());
-        Ok(found)
+        Ok(found.as_ref().map(KeySecret::of))
     }
 
     async fn target_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 pub use self::kubernetes::KubeCluster;
 use crate::crd::{ClusterSasIssuer, IssuerKind, IssuerStatus, SasGrant, SasGrantStatus, SasIssuer};
+use crate::credentials::KeySecret;
 use crate::error::Error;
 
 /// Whether an Event reports normal progress or a problem.
@@ -44,12 +45,13 @@ pub struct GrantEvent {
 /// Writes fail with [`Error::LeadershipLost`] once this replica may no longer write; that error
 /// is final for the reconcile (never retried as transient).
 pub trait Cluster: Send + Sync + 'static {
-    /// The Secret holding a grant's account key, if it exists.
+    /// The Secret holding a grant's account key, if it exists, as all that is kept of one
+    /// ([`KeySecret`]: whether it opted in, and its account keys).
     fn key_secret(
         &self,
         namespace: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Secret>, Error>> + Send;
+    ) -> impl Future<Output = Result<Option<KeySecret>, Error>> + Send;
 
     /// The Secret a grant writes its token into, if it exists.
     fn target_secret(
