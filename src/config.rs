@@ -33,7 +33,7 @@ pub struct RunConfig {
     /// How long start times are backdated to absorb clock skew.
     #[arg(long, env = "SAS_OPERATOR_CLOCK_SKEW", default_value = "15m", value_parser = crate::crd::parse_duration)]
     pub clock_skew: std::time::Duration,
-    /// Reconciles that may run at once.
+    /// Reconciles that may run at once, taken in turns by namespace.
     #[arg(long, env = "SAS_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
     /// Address of the admin server: /metrics, /healthz and /readyz.
@@ -68,8 +68,9 @@ pub struct RunConfig {
     /// Repeat or comma-separate.
     #[arg(long, env = "SAS_OPERATOR_EXTRA_CA_FILE", value_delimiter = ',')]
     pub extra_ca_file: Vec<std::path::PathBuf>,
-    /// The longest lifetime a user delegation key is requested for (Azure allows 7 days);
-    /// also the longest validity of a workload identity grant.
+    /// The lifetime user delegation keys are requested for (Azure allows 7 days); a workload
+    /// identity grant is valid at most half of it, so that one key serves new signings for at
+    /// least half its life.
     #[arg(long, env = "SAS_OPERATOR_MAX_USER_DELEGATION_KEY_LIFETIME", default_value = "168h", value_parser = crate::crd::parse_duration)]
     pub max_user_delegation_key_lifetime: std::time::Duration,
     /// DNS suffixes of Azure Storage endpoints (comma-separated): a spec's endpoint must be

@@ -124,7 +124,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             .with_cluster_resource_namespace(config.cluster_resource_namespace())
             .with_workload_identity(Some(identity), config.max_user_delegation_key_lifetime)
             .with_allowed_endpoints(config.allowed_endpoints())
-            .with_operator_account(config.operator_account(client.default_namespace())),
+            .with_operator_account(config.operator_account(client.default_namespace()))
+            .with_concurrency(config.concurrency),
     );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
@@ -149,7 +150,6 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                     cluster_issuers,
                 },
                 ctx.clone(),
-                config.concurrency,
                 stopped(stopping.clone()),
                 all_synced.clone(),
             )
@@ -366,7 +366,6 @@ fn scope_controller(
     health: ApiHealth,
     scope: Scope,
     ctx: Arc<Context<KubeCluster>>,
-    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     all_synced: AllSynced,
 ) -> (Store<SasGrant>, impl Future<Output = ()> + Send) {
@@ -430,9 +429,11 @@ fn scope_controller(
     .applied_objects()
     // A status write (ours) does not change the generation: it reconciles nothing.
     .predicate_filter(predicates::generation, PredicateConfig::default());
+    // Unbounded here: `--concurrency` is enforced by the reconciles' turns, handed out
+    // round-robin by namespace (`crate::fair`), since this queue serves first in, first out.
     let controller = Controller::for_stream(grant_events, store).with_config(
         controller::Config::default()
-            .concurrency(concurrency)
+            .concurrency(0)
             .debounce(crate::reconcile::schedule::SCHEDULER_DEBOUNCE),
     );
     let store = controller.store();

@@ -88,6 +88,30 @@ pub enum Error {
     )]
     ClusterIssuersNeedClusterInstall { issuer: String },
 
+    #[error(
+        "{issuer} {}",
+        match cause {
+            Some(cause) => format!(
+                "could not obtain a user delegation key and tries again with backoff (its status shows the cause). {}: {}",
+                cause.category, cause.message
+            ),
+            None => "is still obtaining a user delegation key; the grant is signed once it has one".to_string(),
+        }
+    )]
+    IssuerBackingOff {
+        /// `SasIssuer "name"` or `ClusterSasIssuer "name"`.
+        issuer: String,
+        /// The issuer's last failed fetch, if the latest one failed.
+        cause: Option<Box<CachedFailure>>,
+        /// When the grant looks again: the issuer's next attempt, or a short recheck while a
+        /// fetch runs. Not in the message, so that it stays the same across attempts.
+        retry_after: std::time::Duration,
+    },
+
+    /// An issuer's failed fetch as its own status shows it.
+    #[error("{}", .0.message)]
+    IssuerFetchFailed(CachedFailure),
+
     #[error("workload identity: {0}")]
     WorkloadIdentity(#[from] crate::issuer::identity::IdentityError),
 
@@ -141,6 +165,8 @@ impl Error {
             Error::DeniedByIssuerPolicy { .. } => "DeniedByIssuerPolicy",
             Error::IssuerPolicyRequired { .. } => "IssuerPolicyRequired",
             Error::ClusterIssuersNeedClusterInstall { .. } => "ClusterIssuersNeedClusterInstall",
+            Error::IssuerBackingOff { .. } => "IssuerBackingOff",
+            Error::IssuerFetchFailed(failure) => failure.category,
             Error::WorkloadIdentity(err) => err.category(),
             Error::EndpointNotAllowed(_) => "EndpointNotAllowed",
             Error::InvalidSpec(err) => err.category(),
@@ -187,6 +213,23 @@ impl Error {
             Error::Kube(kube::Error::Api(status)) => status.code < 500,
             Error::Kube(_) | Error::ReconcileTimeout { .. } | Error::LeadershipLost => false,
             _ => true,
+        }
+    }
+}
+
+/// A failure remembered past the error itself (an issuer's failed fetch, shown to each of its
+/// grants until its next attempt): its category and message, which carry no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFailure {
+    pub category: &'static str,
+    pub message: String,
+}
+
+impl CachedFailure {
+    pub fn of(err: &Error) -> Self {
+        CachedFailure {
+            category: err.category(),
+            message: truncate_message(&err.to_string()).into_owned(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod duration;
 pub mod endpoints;
 pub mod error;
+pub mod fair;
 pub mod grant_index;
 pub mod issuer;
 pub mod kube_client;

@@ -30,5 +30,8 @@ mod endpoints;
 #[path = "hostile/service_accounts.rs"]
 mod service_accounts;
 
+#[path = "hostile/fetch.rs"]
+mod fetch;
+
 #[path = "hostile/memory.rs"]
 mod memory;

@@ -516,9 +516,14 @@ async fn a_service_account_without_a_federated_credential_is_refused_and_nothing
         &identity_grant("data", "storage", "data", json!({})),
     )
     .await;
-    let shown = wait_ready(&client, &ns, "data", "False", "NoFederatedCredential").await;
+    // The grant backs off with its issuer and names the cause; the issuer shows it.
+    let shown = wait_ready(&client, &ns, "data", "False", "IssuerBackingOff").await;
     let message = &shown.status.unwrap().conditions[0].message;
-    assert!(message.contains("AADSTS700213"), "{message}");
+    assert!(
+        message.contains("NoFederatedCredential") && message.contains("AADSTS700213"),
+        "{message}"
+    );
+    wait_issuer_ready(&client, &ns, "storage", "False", "NoFederatedCredential").await;
     assert!(
         get_secret(&client, &ns, "data").await.is_none(),
         "a Secret was written"
@@ -551,8 +556,9 @@ async fn a_service_account_nobody_lent_is_not_bound_until_the_commands_its_messa
         &identity_grant("data", "storage", &container, json!({})),
     )
     .await;
-    let shown = wait_ready(&client, &ns, "data", "False", "ServiceAccountNotBound").await;
+    let shown = wait_ready(&client, &ns, "data", "False", "IssuerBackingOff").await;
     let message = shown.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("ServiceAccountNotBound"), "{message}");
     assert!(get_secret(&client, &ns, "data").await.is_none());
     let exchanges = common::entra().stats().await.for_client(&app.client_id);
     assert_eq!((exchanges.succeeded, exchanges.failed), (0, 0));
@@ -625,12 +631,12 @@ async fn two_hundred_grants_on_one_issuer_cost_one_exchange_and_one_delegation_k
 #[tokio::test]
 async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
     let (client, ns, app) = workload("keyless-renew").await;
-    // Keys of at most 3 minutes; 2-minute tokens re-signed every 80 s: the second signing
-    // needs a key valid 200 s after the first key was made, so a new one.
+    // Keys of 4 minutes, backdated 1 minute (a quarter, as clock skew allows): 2-minute
+    // tokens fit in a key for its first minute; re-signed after 80 s, they need a new one.
     let _operator = start_operator(
         "keyless-renewal",
         &[&ns],
-        &["--max-user-delegation-key-lifetime", "3m"],
+        &["--max-user-delegation-key-lifetime", "4m"],
     )
     .await;
     create_identity_issuer(&client, &ns, "storage", &app, "storage-signer").await;
@@ -679,8 +685,10 @@ async fn the_user_delegation_key_is_renewed_before_a_token_would_outlive_it() {
         Duration::from_secs(150),
         || async {
             let grant = api.get("data").await.ok()?;
-            (ready_of(&grant) == Some(("False".into(), "ServiceAccountNotFound".into())))
-                .then_some(())
+            let message = &grant.status.as_ref()?.conditions.first()?.message;
+            (ready_of(&grant) == Some(("False".into(), "IssuerBackingOff".into()))
+                && message.contains("ServiceAccountNotFound"))
+            .then_some(())
         },
     )
     .await;

@@ -309,7 +309,10 @@ async fn issued_grants_are_signed(client: &Client, ns: &str, container: &str) {
     }))
     .unwrap();
     create_grant(client, ns, &grant).await;
-    wait_ready(client, ns, "by-identity", "False", "EntraUnreachable").await;
+    // The grant backs off with its issuer, naming why.
+    let shown = wait_ready(client, ns, "by-identity", "False", "IssuerBackingOff").await;
+    let message = &shown.status.unwrap().conditions[0].message;
+    assert!(message.contains("EntraUnreachable"), "{message}");
 }
 
 fn account_json() -> serde_json::Value {

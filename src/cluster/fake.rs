@@ -89,6 +89,13 @@ impl FakeCluster {
             .insert(key(&namespace, &name), issuer);
     }
 
+    pub fn delete_sas_issuer(&self, namespace: &str, name: &str) {
+        self.sas_issuers
+            .lock()
+            .unwrap()
+            .remove(&key(namespace, name));
+    }
+
     pub fn put_cluster_sas_issuer(&self, issuer: ClusterSasIssuer) {
         let name = issuer.metadata.name.clone().unwrap_or_default();
         self.cluster_sas_issuers

@@ -33,13 +33,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::crd::{IssuerKind, IssuerStatus, SasGrantStatus};
 use crate::error::Error;
 use crate::kube_client::ApiHealth;
 use crate::leader::LeadershipClaim;
 use crate::metrics::Metrics;
+
+/// The turns lane of Events (no namespace is empty).
+const EVENTS_LANE: &str = "";
 
 /// The object whose status a write sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +212,8 @@ struct Shared<T: Transport> {
     settings: Settings,
     /// Secret writes to give way to.
     secret_writes: Option<Arc<SecretWrites>>,
-    permits: Semaphore,
+    /// Requests in flight, in turns by namespace (Events take turns as one more lane).
+    permits: Arc<crate::fair::FairGate>,
     state: Mutex<State>,
     /// Notified whenever a status slot or an Event is finished (for [`Writer::drain`]).
     progress: Notify,
@@ -284,7 +288,7 @@ impl<T: Transport> Writer<T> {
         metrics: Option<Metrics>,
         settings: Settings,
     ) -> Self {
-        let permits = Semaphore::new(settings.concurrency.max(1));
+        let permits = crate::fair::FairGate::new(settings.concurrency.max(1));
         Writer {
             shared: Arc::new(Shared {
                 transport,
@@ -481,7 +485,7 @@ impl<T: Transport> Shared<T> {
                 failures = 0;
             }
             self.yield_to_secret_writes().await;
-            let permit = self.permits.acquire().await.expect("never closed");
+            let permit = self.permits.enter(of.namespace()).await;
             if !self.claim.holds() {
                 // Not leading: nothing more is written (the new leader writes its own).
                 self.state().remove_slot(&key);
@@ -577,7 +581,7 @@ impl<T: Transport> Shared<T> {
                 failures = 0;
             }
             self.yield_to_secret_writes().await;
-            let permit = self.permits.acquire().await.expect("never closed");
+            let permit = self.permits.enter(EVENTS_LANE).await;
             if !self.claim.holds() {
                 break None;
             }

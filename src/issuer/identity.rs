@@ -31,8 +31,14 @@ pub const STORAGE_REQUEST_VERSION: &str = "2025-05-05";
 pub const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 600;
 /// Azure's limit on a user delegation key's lifetime, and so on a user delegation SAS's.
 pub const MAX_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A request to Entra or storage that takes longer fails.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request to Entra or storage that takes longer fails (less with a short reconcile
+/// deadline, see [`IdentityClient::bounded_by`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// The most of a response body read from Entra or storage: their answers are a few hundred
+/// bytes, and a host that streams more cannot fill the operator's memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// A connection to Entra or storage that takes longer to set up fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A failure of one step of the workload identity chain. Messages carry status codes and
 /// Entra or storage error codes, never a token, an assertion or a key.
@@ -60,6 +66,16 @@ pub enum IdentityError {
     DelegationKeyRefused { status: u16, code: String },
     #[error("the storage blob endpoint could not be reached: {0}")]
     StorageUnreachable(String),
+    #[error(
+        "the {from} answered with a body larger than {limit} bytes; refused without reading it all"
+    )]
+    ResponseTooLarge { from: &'static str, limit: usize },
+    #[error(
+        "obtaining a user delegation key took longer than {after}s (TokenRequest, Entra exchange and Get User Delegation Key together); abandoned"
+    )]
+    FetchTimedOut { after: u64 },
+    #[error("the user delegation key returned expires at {expiry}, earlier than requested")]
+    DelegationKeyTooShort { expiry: String },
     #[error("the Get User Delegation Key response could not be read (missing {0})")]
     DelegationKeyBadResponse(&'static str),
     #[error("{0}")]
@@ -97,6 +113,9 @@ impl IdentityError {
             IdentityError::DelegationKeyForbidden { .. } => "UserDelegationKeyForbidden",
             IdentityError::DelegationKeyRefused { .. } => "UserDelegationKeyFailed",
             IdentityError::StorageUnreachable(_) => "StorageUnreachable",
+            IdentityError::FetchTimedOut { .. } => "UserDelegationKeyFetchTimedOut",
+            IdentityError::ResponseTooLarge { .. } => "ResponseTooLarge",
+            IdentityError::DelegationKeyTooShort { .. } => "UserDelegationKeyFailed",
             IdentityError::DelegationKeyBadResponse(_) => "UserDelegationKeyFailed",
             IdentityError::Unsupported(_) => "UserDelegationUnsupported",
             IdentityError::NotConfigured(_) => "WorkloadIdentityNotConfigured",
@@ -109,12 +128,20 @@ impl IdentityError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            IdentityError::EntraUnreachable(_) | IdentityError::StorageUnreachable(_)
+            IdentityError::EntraUnreachable(_)
+                | IdentityError::StorageUnreachable(_)
+                | IdentityError::FetchTimedOut { .. }
         ) || matches!(self, IdentityError::EntraBadResponse { status } | IdentityError::DelegationKeyRefused { status, .. } if *status >= 500 || *status == 429)
     }
 }
 
 // ----- pure: requests -----
+
+/// A request's bound under `reconcile_deadline`: [`REQUEST_TIMEOUT`], or four fifths of the
+/// deadline when that is shorter.
+pub fn request_timeout(reconcile_deadline: Duration) -> Duration {
+    REQUEST_TIMEOUT.min(reconcile_deadline * 4 / 5)
+}
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`.
 pub fn token_endpoint(authority_host: &str, tenant_id: &str) -> String {
@@ -240,6 +267,8 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 pub struct IdentityClient {
     http: reqwest::Client,
     authority_host: String,
+    /// Each request's bound, connection included.
+    request_timeout: Duration,
 }
 
 impl IdentityClient {
@@ -254,7 +283,7 @@ impl IdentityClient {
         }
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
         for path in extra_ca_files {
             let pem = std::fs::read(path)
@@ -271,7 +300,15 @@ impl IdentityClient {
         Ok(IdentityClient {
             http,
             authority_host: authority_host.trim_end_matches('/').to_string(),
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// Keeps each request within four fifths of the reconcile deadline: no request outlasts a
+    /// reconcile, even one that waited for it.
+    pub fn bounded_by(mut self, reconcile_deadline: Duration) -> Self {
+        self.request_timeout = request_timeout(reconcile_deadline);
+        self
     }
 
     /// Exchanges a ServiceAccount token for an Entra access token for Azure Storage.
@@ -285,14 +322,17 @@ impl IdentityClient {
             .http
             .post(token_endpoint(&self.authority_host, tenant_id))
             .form(&exchange_form(client_id, assertion))
+            .timeout(self.request_timeout)
             .send()
             .await
             .map_err(|err| IdentityError::EntraUnreachable(describe(&err)))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| IdentityError::EntraUnreachable(describe(&err)))?;
+        let body = read_capped(
+            response,
+            ENTRA_TOKEN_ENDPOINT,
+            IdentityError::EntraUnreachable,
+        )
+        .await?;
         parse_token_response(client_id, status, &body)
     }
 
@@ -311,15 +351,82 @@ impl IdentityClient {
             .header("x-ms-version", STORAGE_REQUEST_VERSION)
             .header("Content-Type", "application/xml")
             .body(delegation_key_body(start, expiry))
+            .timeout(self.request_timeout)
             .send()
             .await
             .map_err(|err| IdentityError::StorageUnreachable(describe(&err)))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| IdentityError::StorageUnreachable(describe(&err)))?;
+        let body = read_capped(
+            response,
+            STORAGE_BLOB_ENDPOINT,
+            IdentityError::StorageUnreachable,
+        )
+        .await?;
         parse_delegation_key(status, &body)
+    }
+}
+
+const ENTRA_TOKEN_ENDPOINT: &str = "Entra token endpoint";
+const STORAGE_BLOB_ENDPOINT: &str = "storage blob endpoint (Get User Delegation Key)";
+
+/// A response body up to [`MAX_RESPONSE_BYTES`], chunk by chunk: a larger one (declared or
+/// streamed) is refused as soon as it shows, and what was read of it is dropped.
+async fn read_capped(
+    mut response: reqwest::Response,
+    from: &'static str,
+    unreachable: fn(String) -> IdentityError,
+) -> Result<String, IdentityError> {
+    let too_large = || IdentityError::ResponseTooLarge {
+        from,
+        limit: MAX_RESPONSE_BYTES,
+    };
+    let mut body = CappedBody::new(MAX_RESPONSE_BYTES);
+    if body.declared_too_large(response.content_length()) {
+        return Err(too_large());
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| unreachable(describe(&err)))?
+    {
+        body.push(&chunk).map_err(|_| too_large())?;
+    }
+    Ok(body.into_text())
+}
+
+/// Pure: a body collected up to a cap.
+struct CappedBody {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+/// A body went past its cap.
+#[derive(Debug, PartialEq, Eq)]
+struct OverCap;
+
+impl CappedBody {
+    fn new(cap: usize) -> Self {
+        CappedBody {
+            bytes: Vec::new(),
+            cap,
+        }
+    }
+
+    fn declared_too_large(&self, content_length: Option<u64>) -> bool {
+        content_length.is_some_and(|length| length > self.cap as u64)
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Result<(), OverCap> {
+        if self.bytes.len() + chunk.len() > self.cap {
+            self.bytes = Vec::new();
+            return Err(OverCap);
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn into_text(self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
     }
 }
 
@@ -447,6 +554,47 @@ mod tests {
         // A code that is not a plain identifier is not echoed.
         let odd = parse_delegation_key(400, "<Code>a b\nc</Code>").unwrap_err();
         assert!(odd.to_string().contains("no error code"));
+    }
+
+    #[test]
+    fn a_body_is_read_up_to_its_cap_and_refused_past_it() {
+        let mut body = CappedBody::new(8);
+        assert!(!body.declared_too_large(Some(8)) && !body.declared_too_large(None));
+        assert!(body.declared_too_large(Some(9)));
+        body.push(b"abcd").unwrap();
+        body.push(b"efgh").unwrap();
+        assert_eq!(body.push(b"i"), Err(OverCap));
+        assert!(body.bytes.is_empty(), "what was read is dropped");
+        let mut exact = CappedBody::new(8);
+        exact.push(b"12345678").unwrap();
+        assert_eq!(exact.into_text(), "12345678");
+    }
+
+    #[test]
+    fn a_body_too_large_is_named_with_its_limit_and_never_quoted() {
+        let err = IdentityError::ResponseTooLarge {
+            from: STORAGE_BLOB_ENDPOINT,
+            limit: MAX_RESPONSE_BYTES,
+        };
+        assert_eq!(err.category(), "ResponseTooLarge");
+        assert_eq!(
+            err.to_string(),
+            "the storage blob endpoint (Get User Delegation Key) answered with a body larger than 65536 bytes; refused without reading it all"
+        );
+    }
+
+    #[test]
+    fn requests_end_before_the_reconcile_deadline() {
+        assert_eq!(
+            request_timeout(Duration::from_secs(5)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(request_timeout(Duration::from_secs(60)), REQUEST_TIMEOUT);
+        assert_eq!(
+            request_timeout(Duration::from_secs(2)),
+            Duration::from_millis(1600)
+        );
+        assert!(CONNECT_TIMEOUT < request_timeout(Duration::from_secs(5)));
     }
 
     #[test]

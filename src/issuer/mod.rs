@@ -20,19 +20,22 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use std::sync::Arc;
+
 use crate::cluster::Cluster;
 use crate::crd::{
     AccountKeyCredential, DEFAULT_KEY_NAME, IssuerKind, IssuerPolicy, IssuerStorageAccount,
     KeySecretRef, SasGrantSpec, StorageAccount, WorkloadIdentityCredential,
 };
 use crate::endpoints::AllowedEndpoints;
-use crate::error::Error;
+use crate::error::{CachedFailure, Error};
 use crate::reconcile::grant::CredentialSource;
 use crate::reconcile::validate;
-use crate::sas::{AccountKey, Resource, SigningKey};
+use crate::sas::{AccountKey, Resource, SigningKey, UserDelegationKey};
 
 use self::binding::OperatorAccount;
-use self::identity::{IdentityClient, IdentityError};
+use self::identity::IdentityClient;
+use self::identity::IdentityError;
 use self::keys::DelegationKeys;
 
 /// What a grant signs with, once its issuer is resolved.
@@ -46,12 +49,70 @@ pub struct Resolved {
 
 impl Resolved {
     /// The secret the grant's Secret MAC and inputs hash are keyed with: the account key, or
-    /// the user delegation key's value (a renewed key re-signs).
+    /// the user delegation key's value.
     pub fn secret_key(&self) -> &AccountKey {
         match &self.key {
             SigningKey::Account(key) => key,
             SigningKey::UserDelegation(key) => &key.value,
         }
+    }
+}
+
+/// A resolved issuer's credential: a key at hand (account keys), or a workload identity
+/// issuer's user delegation keys, of which a grant needs a new one only to sign.
+pub enum Credential {
+    Ready(Box<Resolved>),
+    Delegation(Box<DelegationSigner>),
+}
+
+/// A workload identity issuer's keys for one grant: the ones cached (the grant's current token
+/// may be signed with any of them), and how to get one that a new token fits in.
+pub struct DelegationSigner {
+    /// The account as the grant's token is signed for.
+    pub account: StorageAccount,
+    /// The unexpired cached keys, newest first.
+    pub cached: Vec<UserDelegationKey>,
+    issuer: String,
+    label: String,
+    fingerprint: String,
+    backdate: Duration,
+    obtain: keys::Obtain,
+}
+
+impl DelegationSigner {
+    /// `resolved` with `key`, one of [`Self::cached`].
+    pub fn with_key(&self, key: UserDelegationKey) -> Resolved {
+        Resolved {
+            account: self.account.clone(),
+            key: SigningKey::UserDelegation(key),
+        }
+    }
+
+    /// A key valid for a token signed `now` for `validity`: a cached one, or a new one from
+    /// the issuer's fetch (`IssuerBackingOff` while it runs past its grace or fails).
+    pub async fn signing_key(
+        self,
+        keys: &DelegationKeys,
+        now: Timestamp,
+        validity: Duration,
+        clock: &crate::reconcile::Clock,
+    ) -> Result<Resolved, Error> {
+        let key = keys
+            .signing_key(
+                &self.issuer,
+                &self.label,
+                &self.fingerprint,
+                now,
+                validity,
+                self.backdate,
+                clock,
+                self.obtain,
+            )
+            .await?;
+        Ok(Resolved {
+            account: self.account,
+            key: SigningKey::UserDelegation(key),
+        })
     }
 }
 
@@ -63,6 +124,8 @@ pub struct IssuerEnv<'a> {
     pub identity: Option<&'a IdentityClient>,
     pub keys: &'a DelegationKeys,
     pub now: Timestamp,
+    /// The clock a fetch reads when it ends (its backoff counts from then).
+    pub clock: &'a crate::reconcile::Clock,
     /// The grant's token validity: a key must outlive the token.
     pub validity: Duration,
     /// The grant's resource (a user delegation SAS serves blob resources only).
@@ -84,6 +147,8 @@ struct IssuerSpec<'a> {
     account_key: Option<&'a AccountKeyCredential>,
     workload_identity: Option<&'a WorkloadIdentityCredential>,
     policy: Option<&'a IssuerPolicy>,
+    generation: Option<i64>,
+    status: Option<&'a crate::crd::IssuerStatus>,
 }
 
 impl IssuerSpec<'_> {
@@ -144,11 +209,11 @@ impl IssuerSpec<'_> {
 /// Resolves the signing key of a grant in `namespace`. `cluster_resource_namespace` is where
 /// `ClusterSasIssuer` credentials live.
 pub async fn resolve<C: Cluster>(
-    cluster: &C,
+    cluster: &Arc<C>,
     namespace: &str,
     source: &CredentialSource,
     env: &IssuerEnv<'_>,
-) -> Result<Resolved, Error> {
+) -> Result<Credential, Error> {
     let reference = match source {
         CredentialSource::Inline {
             key_secret,
@@ -161,7 +226,7 @@ pub async fn resolve<C: Cluster>(
                     name: key_secret.clone(),
                 })?;
             let key = crate::credentials::signing_key(&found, namespace, key_secret, key_name)?;
-            return Ok(Resolved {
+            return Ok(Credential::Ready(Box::new(Resolved {
                 // The caller keeps the grant's own inline account.
                 account: StorageAccount {
                     name: String::new(),
@@ -172,7 +237,7 @@ pub async fn resolve<C: Cluster>(
                     endpoints: None,
                 },
                 key: SigningKey::Account(key),
-            });
+            })));
         }
         CredentialSource::Issuer(reference) => reference,
     };
@@ -182,10 +247,12 @@ pub async fn resolve<C: Cluster>(
     };
     match reference.kind {
         IssuerKind::SasIssuer => {
-            let issuer = cluster
-                .sas_issuer(namespace, &reference.name)
-                .await?
-                .ok_or_else(not_found)?;
+            let id = format!("SasIssuer/{namespace}/{}", reference.name);
+            let Some(issuer) = cluster.sas_issuer(namespace, &reference.name).await? else {
+                // Its keys go with it.
+                env.keys.forget(&id);
+                return Err(not_found());
+            };
             let spec = IssuerSpec {
                 kind: IssuerKind::SasIssuer,
                 name: &reference.name,
@@ -193,8 +260,9 @@ pub async fn resolve<C: Cluster>(
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
                 policy: issuer.spec.policy.as_ref(),
+                generation: issuer.metadata.generation,
+                status: issuer.status.as_ref(),
             };
-            let id = format!("SasIssuer/{namespace}/{}", reference.name);
             let result = match spec
                 .validate()
                 .and_then(|()| spec.check_endpoints(env.endpoints))
@@ -210,16 +278,20 @@ pub async fn resolve<C: Cluster>(
                 generation: issuer.metadata.generation,
                 current: issuer.status.as_ref(),
             };
-            status::report(cluster, &target, &result, env.now).await?;
-            result
+            report_resolution(cluster.as_ref(), &target, result, env.now).await
         }
         IssuerKind::ClusterSasIssuer => {
+            let id = format!("ClusterSasIssuer/{}", reference.name);
             let issuer = match cluster.cluster_sas_issuer(&reference.name).await {
                 // The namespaced install has no access to cluster-scoped objects.
                 Err(Error::Kube(kube::Error::Api(status))) if status.code == 403 => {
                     return Err(Error::ClusterIssuersNeedClusterInstall {
                         issuer: reference.name.clone(),
                     });
+                }
+                Ok(None) => {
+                    env.keys.forget(&id);
+                    return Err(not_found());
                 }
                 found => found?.ok_or_else(not_found)?,
             };
@@ -230,6 +302,8 @@ pub async fn resolve<C: Cluster>(
                 account_key: issuer.spec.account_key.as_ref(),
                 workload_identity: issuer.spec.workload_identity.as_ref(),
                 policy: issuer.spec.policy.as_ref(),
+                generation: issuer.metadata.generation,
+                status: issuer.status.as_ref(),
             };
             let target = status::IssuerTarget {
                 kind: IssuerKind::ClusterSasIssuer,
@@ -243,8 +317,8 @@ pub async fn resolve<C: Cluster>(
                 .and_then(|()| spec.check_endpoints(env.endpoints))
             {
                 let result = Err(err);
-                status::report(cluster, &target, &result, env.now).await?;
-                return result;
+                status::report(cluster.as_ref(), &target, &result, env.now).await?;
+                return result.map(|resolved| Credential::Ready(Box::new(resolved)));
             }
             // Who may use it, before anything of its credential is read.
             let allowed = match &issuer.spec.allowed_namespaces {
@@ -267,33 +341,49 @@ pub async fn resolve<C: Cluster>(
             // What it signs, before anything of its credential is read.
             if let Err(err) = spec.admit(namespace, env) {
                 let result = Err(err);
-                status::report(cluster, &target, &result, env.now).await?;
-                return result;
+                status::report(cluster.as_ref(), &target, &result, env.now).await?;
+                return result.map(|resolved| Credential::Ready(Box::new(resolved)));
             }
             let home = env.cluster_resource_namespace.ok_or_else(|| {
                 Error::NoClusterResourceNamespace {
                     issuer: reference.name.clone(),
                 }
             })?;
-            let id = format!("ClusterSasIssuer/{}", reference.name);
             let result = credential_of(cluster, &spec, home, &id, env).await;
-            status::report(cluster, &target, &result, env.now).await?;
-            result
+            report_resolution(cluster.as_ref(), &target, result, env.now).await
         }
     }
+}
+
+/// Reports a resolution in the issuer's status, except a workload identity issuer's keys:
+/// its fetch reports those when it ends.
+async fn report_resolution<C: Cluster>(
+    cluster: &C,
+    target: &status::IssuerTarget<'_>,
+    result: Result<Credential, Error>,
+    now: Timestamp,
+) -> Result<Credential, Error> {
+    let result = match result {
+        Ok(Credential::Ready(resolved)) => Ok(*resolved),
+        Ok(delegation @ Credential::Delegation(_)) => return Ok(delegation),
+        Err(err) => Err(err),
+    };
+    status::report(cluster, target, &result, now).await?;
+    result.map(|resolved| Credential::Ready(Box::new(resolved)))
 }
 
 /// Reads the issuer's credential from `home` (its namespace, or the cluster resource
 /// namespace for a `ClusterSasIssuer`).
 async fn credential_of<C: Cluster>(
-    cluster: &C,
+    cluster: &Arc<C>,
     spec: &IssuerSpec<'_>,
     home: &str,
     id: &str,
     env: &IssuerEnv<'_>,
-) -> Result<Resolved, Error> {
+) -> Result<Credential, Error> {
     if let Some(identity) = spec.workload_identity {
-        return workload_identity(cluster, spec, identity, home, id, env).await;
+        return workload_identity(cluster, spec, identity, home, id, env)
+            .map(|signer| Credential::Delegation(Box::new(signer)));
     }
     let Some(account_key) = spec.account_key else {
         unreachable!("a validated issuer has exactly one credential");
@@ -308,7 +398,7 @@ async fn credential_of<C: Cluster>(
             namespace: home.to_string(),
         })?;
     let key = crate::credentials::signing_key(&found, home, &secret_ref.name, key_name)?;
-    Ok(Resolved {
+    Ok(Credential::Ready(Box::new(Resolved {
         account: StorageAccount {
             name: spec.account.name.clone(),
             key_secret_ref: KeySecretRef {
@@ -318,19 +408,20 @@ async fn credential_of<C: Cluster>(
             endpoints: spec.account.endpoints.clone(),
         },
         key: SigningKey::Account(key),
-    })
+    })))
 }
 
-/// A user delegation key for the issuer's blob service: cached, or obtained through the
-/// ServiceAccount token -> Entra -> Get User Delegation Key chain.
-async fn workload_identity<C: Cluster>(
-    cluster: &C,
+/// The issuer's user delegation keys for its blob service: those cached, and the fetch
+/// (ServiceAccount token -> Entra -> Get User Delegation Key) that obtains a new one when a
+/// grant must sign and none fits. Nothing is requested here.
+fn workload_identity<C: Cluster>(
+    cluster: &Arc<C>,
     spec: &IssuerSpec<'_>,
     identity: &WorkloadIdentityCredential,
     home: &str,
     id: &str,
     env: &IssuerEnv<'_>,
-) -> Result<Resolved, Error> {
+) -> Result<DelegationSigner, Error> {
     // What a user delegation SAS cannot do is refused before any request.
     let blob = matches!(
         env.resource,
@@ -383,52 +474,119 @@ async fn workload_identity<C: Cluster>(
     };
     env.endpoints
         .check_field(&field, &blob_endpoint, &account.name, "blob")?;
-    // The cache entry changes with anything that would make another key.
-    let id = format!(
-        "{id}/{}/{}/{}/{home}/{blob_endpoint}/b",
+    // Anything that would make another key makes another cache entry.
+    let fingerprint = format!(
+        "{}/{}/{}/{home}/{blob_endpoint}/b",
         identity.tenant_id, identity.client_id, identity.service_account_name
     );
-    let key = env
-        .keys
-        .get(
-            &id,
-            env.now,
-            env.validity,
-            env.backdate,
-            |start, expiry| async move {
-                let assertion = cluster
-                    .service_account_token(
-                        home,
-                        &identity.service_account_name,
-                        identity::TOKEN_EXCHANGE_AUDIENCE,
-                        identity::SERVICE_ACCOUNT_TOKEN_SECONDS,
-                    )
-                    .await
-                    .map_err(|err| {
-                        binding::token_request_failed(
-                            err,
-                            home,
-                            &identity.service_account_name,
-                            env.operator,
-                        )
-                    })?;
-                let access_token = client
-                    .exchange(&identity.tenant_id, &identity.client_id, &assertion)
-                    .await?;
-                tracing::info!(
-                    issuer = %spec.name,
-                    kind = spec.kind.as_str(),
-                    expires_at = %expiry,
-                    "obtaining a user delegation key"
-                );
-                Ok(client
-                    .user_delegation_key(&blob_endpoint, &access_token, start, expiry)
-                    .await?)
-            },
-        )
-        .await?;
-    Ok(Resolved {
+    let fetch = Fetch {
+        cluster: cluster.clone(),
+        client: client.clone(),
+        home: home.to_string(),
+        identity: identity.clone(),
+        blob_endpoint,
+        operator: env.operator.clone(),
+        account: account.clone(),
+        issuer: OwnedIssuerTarget {
+            kind: spec.kind,
+            namespace: (spec.kind == IssuerKind::SasIssuer).then(|| home.to_string()),
+            name: spec.name.to_string(),
+            generation: spec.generation,
+            current: spec.status.cloned(),
+        },
+        clock: env.clock.clone(),
+    };
+    Ok(DelegationSigner {
+        cached: env.keys.cached(id, &fingerprint, env.now),
         account,
-        key: SigningKey::UserDelegation(key),
+        issuer: id.to_string(),
+        label: spec.owner().trim_end_matches(": ").to_string(),
+        fingerprint,
+        backdate: env.backdate,
+        obtain: Box::new(move |start, expiry| Box::pin(fetch.run(start, expiry))),
     })
+}
+
+/// An issuer as its status is written after a fetch, owned: the fetch outlives the reconcile.
+struct OwnedIssuerTarget {
+    kind: IssuerKind,
+    namespace: Option<String>,
+    name: String,
+    generation: Option<i64>,
+    current: Option<crate::crd::IssuerStatus>,
+}
+
+/// One fetch of a user delegation key, with everything it needs owned.
+struct Fetch<C> {
+    cluster: Arc<C>,
+    client: IdentityClient,
+    home: String,
+    identity: WorkloadIdentityCredential,
+    blob_endpoint: String,
+    operator: OperatorAccount,
+    account: StorageAccount,
+    issuer: OwnedIssuerTarget,
+    clock: crate::reconcile::Clock,
+}
+
+impl<C: Cluster> Fetch<C> {
+    /// Obtains the key, then shows the outcome in the issuer's status (once per fetch).
+    async fn run(self, start: Timestamp, expiry: Timestamp) -> Result<UserDelegationKey, Error> {
+        let result = self.obtain(start, expiry).await;
+        let target = status::IssuerTarget {
+            kind: self.issuer.kind,
+            namespace: self.issuer.namespace.as_deref(),
+            name: &self.issuer.name,
+            generation: self.issuer.generation,
+            current: self.issuer.current.as_ref(),
+        };
+        let shown = match &result {
+            Ok(key) => Ok(Resolved {
+                account: self.account.clone(),
+                key: SigningKey::UserDelegation(key.clone()),
+            }),
+            Err(err) => Err(Error::IssuerFetchFailed(CachedFailure::of(err))),
+        };
+        let _ = status::report(self.cluster.as_ref(), &target, &shown, (self.clock)()).await;
+        result
+    }
+
+    async fn obtain(
+        &self,
+        start: Timestamp,
+        expiry: Timestamp,
+    ) -> Result<UserDelegationKey, Error> {
+        let (home, name) = (
+            self.home.as_str(),
+            self.identity.service_account_name.as_str(),
+        );
+        let assertion = self
+            .cluster
+            .service_account_token(
+                home,
+                name,
+                identity::TOKEN_EXCHANGE_AUDIENCE,
+                identity::SERVICE_ACCOUNT_TOKEN_SECONDS,
+            )
+            .await
+            .map_err(|err| binding::token_request_failed(err, home, name, &self.operator))?;
+        let access_token = self
+            .client
+            .exchange(
+                &self.identity.tenant_id,
+                &self.identity.client_id,
+                &assertion,
+            )
+            .await?;
+        tracing::info!(
+            issuer = %self.issuer.name,
+            kind = self.issuer.kind.as_str(),
+            expires_at = %expiry,
+            "obtaining a user delegation key"
+        );
+        Ok(self
+            .client
+            .user_delegation_key(&self.blob_endpoint, &access_token, start, expiry)
+            .await?)
+    }
 }

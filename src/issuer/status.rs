@@ -92,6 +92,8 @@ fn concerns_issuer(err: &Error) -> bool {
             | Error::IssuerNotAllowed { .. }
             | Error::DeniedByIssuerPolicy { .. }
             | Error::ClusterIssuersNeedClusterInstall { .. }
+            // Derived from the issuer's own fetch, which reports itself.
+            | Error::IssuerBackingOff { .. }
     ) && !matches!(
         err,
         Error::WorkloadIdentity(super::identity::IdentityError::Unsupported(_))

@@ -36,12 +36,16 @@ pub const FIELD_MANAGER: &str = secret::MANAGER_NAME;
 /// How soon a grant whose write conflicted is reconciled again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
+/// Reconciles at once unless `--concurrency` says otherwise.
+const DEFAULT_CONCURRENCY: usize = 4;
+
 /// Where "now" comes from; tests may substitute their own.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// What every reconcile shares.
 pub struct Context<C> {
-    pub cluster: C,
+    /// Shared with the credential fetches, which outlive a reconcile.
+    pub cluster: Arc<C>,
     pub clock: Clock,
     /// How far start times are backdated for clock skew.
     pub backdate: Duration,
@@ -64,6 +68,8 @@ pub struct Context<C> {
     /// Per grant uid: when it needs work next and when its current token expires, so that a
     /// retry never waits past the expiry and the API server's return reconciles overdue grants.
     schedules: Mutex<HashMap<String, Scheduled>>,
+    /// The reconciles that may run at once (`--concurrency`), taken in turns by namespace.
+    pub turns: Arc<crate::fair::FairGate>,
 }
 
 /// What the last reconcile of a grant learned about its timing.
@@ -87,7 +93,7 @@ impl<C: Cluster> Context<C> {
         timeout: Duration,
     ) -> Self {
         Context {
-            cluster,
+            cluster: Arc::new(cluster),
             clock: Arc::new(Timestamp::now),
             backdate,
             metrics,
@@ -99,7 +105,14 @@ impl<C: Cluster> Context<C> {
             delegation_keys: Default::default(),
             allowed_endpoints: Default::default(),
             operator_account: Default::default(),
+            turns: crate::fair::FairGate::new(DEFAULT_CONCURRENCY),
         }
+    }
+
+    /// Sets how many reconciles may run at once (`--concurrency`).
+    pub fn with_concurrency(mut self, concurrency: u16) -> Self {
+        self.turns = crate::fair::FairGate::new(usize::from(concurrency));
+        self
     }
 
     /// Sets the storage endpoints specs may name.
@@ -123,8 +136,14 @@ impl<C: Cluster> Context<C> {
         identity: Option<crate::issuer::identity::IdentityClient>,
         max_key_lifetime: Duration,
     ) -> Self {
-        self.identity = identity;
-        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime);
+        // No request outlasts a reconcile.
+        self.identity = identity.map(|client| client.bounded_by(self.timeout));
+        // A reconcile waits for a fetch at most a quarter of its deadline.
+        self.delegation_keys = crate::issuer::keys::DelegationKeys::new(max_key_lifetime)
+            .with_bounds(
+                crate::issuer::keys::FETCH_TIMEOUT,
+                crate::issuer::keys::FETCH_GRACE.min(self.timeout / 4),
+            );
         self
     }
 
@@ -207,6 +226,22 @@ pub async fn reconcile<C: Cluster>(
         // The Secret goes with the grant through its ownerReference.
         return Ok(Action::await_change());
     }
+    // The controller starts every due reconcile; it works in its namespace's turn. Boxed, so
+    // that a reconcile waiting for its turn is small.
+    let turn = ctx
+        .turns
+        .enter(grant.namespace().as_deref().unwrap_or_default())
+        .await;
+    let result = Box::pin(reconcile_in_turn(grant, ctx)).await;
+    drop(turn);
+    result
+}
+
+/// [`reconcile`], once it is its namespace's turn.
+async fn reconcile_in_turn<C: Cluster>(
+    grant: Arc<SasGrant>,
+    ctx: Arc<Context<C>>,
+) -> Result<Action, Error> {
     tracing::debug!(
         namespace = grant.namespace().as_deref().unwrap_or_default(),
         name = %grant.name_any(),
@@ -282,6 +317,25 @@ pub fn error_policy<C: Cluster>(grant: Arc<SasGrant>, err: &Error, ctx: Arc<Cont
     if matches!(err, Error::LeadershipLost) {
         tracing::warn!(name = %grant.name_any(), "not leading any more; dropped the reconcile");
         return Action::await_change();
+    }
+    if let Error::IssuerBackingOff { retry_after, .. } = err {
+        // The issuer's schedule, not the grant's: its grants come back for its next attempt,
+        // spread over a fifth of the wait so that they do not all arrive at once.
+        let uid = grant.uid().unwrap_or_default();
+        let wait = schedule::retry_after(
+            ctx.now(),
+            *retry_after + schedule::jitter(&uid, *retry_after),
+            ctx.token_expiry(&uid),
+            ctx.timeout + schedule::RETRY_SAFETY_MARGIN,
+        );
+        tracing::debug!(
+            namespace = grant.namespace().as_deref().unwrap_or_default(),
+            name = %grant.name_any(),
+            reason = err.category(),
+            retry_in_seconds = wait.as_secs_f64(),
+            "the issuer backs off"
+        );
+        return Action::requeue(wait);
     }
     let failures = {
         let mut failures = ctx.failures();
@@ -360,6 +414,7 @@ async fn sync<C: Cluster>(
         identity: ctx.identity.as_ref(),
         keys: &ctx.delegation_keys,
         now,
+        clock: &ctx.clock,
         validity: plan.validity,
         resource: &plan.resource,
         backdate: ctx.backdate,
@@ -375,18 +430,8 @@ async fn sync<C: Cluster>(
         ctx.allowed_endpoints
             .check_account("", &account.name, account.endpoints.as_ref())?;
     }
-    let resolved = crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
-    let key = resolved.secret_key().clone();
-    let signing_key = resolved.key.clone();
-    // The spec as signed: with an issuer, its `storageAccount` is the issuer's, so a change to
-    // the issuer's account or endpoints changes the inputs hash and re-signs.
-    let spec = match &plan.credential {
-        grant::CredentialSource::Inline { .. } => grant.spec.clone(),
-        grant::CredentialSource::Issuer(_) => SasGrantSpec {
-            storage_account: Some(resolved.account),
-            ..grant.spec.clone()
-        },
-    };
+    let credential =
+        crate::issuer::resolve(&ctx.cluster, &namespace, &plan.credential, &env).await?;
 
     let existing = ctx
         .cluster
@@ -399,34 +444,84 @@ async fn sync<C: Cluster>(
             name: plan.target_secret.clone(),
         });
     }
-
-    let inputs_hash = secret::inputs_hash(&spec, &plan.target_secret, &key);
     let renewal = Renewal::of(&uid, plan.validity, plan.renew_before);
-    let mac_key = secret::SecretMacKey::derive(&key);
-    let issued = existing
-        .as_ref()
-        .map(|found| secret::issued_token(found, &mac_key));
     ctx.note(grant, |s| {
-        s.expires_at = issued.as_ref().and_then(|i| i.expires_at);
+        s.expires_at = existing
+            .as_ref()
+            .and_then(secret::stored_token)
+            .and_then(secret::token_expiry);
     });
-    let reason = match policy::decide(issued.as_ref(), &inputs_hash, now, |expiry| {
-        renewal.renew_at(expiry)
-    }) {
-        Decision::Keep { renew_at } => {
-            let found = existing
+    let keep = |judged: &Judged, renew_at: Timestamp| {
+        let found = existing
+            .as_ref()
+            .expect("Keep is only decided for an existing Secret");
+        TokenFacts {
+            expires_at: judged
+                .issued
                 .as_ref()
-                .expect("Keep is only decided for an existing Secret");
-            return Ok(TokenFacts {
-                expires_at: issued
-                    .and_then(|i| i.expires_at)
-                    .expect("Keep implies a known expiry"),
-                renews_at: renew_at,
-                rotated_at: secret::rotated_at(found),
-                token_hash: secret::stored_token(found).map(secret::token_hash),
-            });
+                .and_then(|i| i.expires_at)
+                .expect("Keep implies a known expiry"),
+            renews_at: renew_at,
+            rotated_at: secret::rotated_at(found),
+            token_hash: secret::stored_token(found).map(secret::token_hash),
         }
-        Decision::Sign(reason) => reason,
     };
+    let (resolved, judged, reason) = match credential {
+        crate::issuer::Credential::Ready(resolved) => {
+            let resolved = *resolved;
+            let judged = Judged::of(grant, plan, &resolved, existing.as_ref(), now, &renewal);
+            match judged.decision {
+                Decision::Keep { renew_at } => return Ok(keep(&judged, renew_at)),
+                Decision::Sign(reason) => (resolved, judged, reason),
+            }
+        }
+        crate::issuer::Credential::Delegation(signer) => {
+            let signer = *signer;
+            // The current token may be signed with any key still cached: kept if it verifies
+            // under one (a newer key re-signs nothing), else a key a new token fits in.
+            let mut verified = None;
+            for key in signer.cached.clone() {
+                let resolved = signer.with_key(key);
+                let judged = Judged::of(grant, plan, &resolved, existing.as_ref(), now, &renewal);
+                match judged.decision {
+                    Decision::Keep { renew_at } => return Ok(keep(&judged, renew_at)),
+                    Decision::Sign(reason) if judged.signed_with_this_key() => {
+                        verified = Some((judged, reason));
+                        break;
+                    }
+                    Decision::Sign(_) => {}
+                }
+            }
+            match signer
+                .signing_key(&ctx.delegation_keys, now, plan.validity, &ctx.clock)
+                .await
+            {
+                Ok(resolved) => {
+                    let judged =
+                        Judged::of(grant, plan, &resolved, existing.as_ref(), now, &renewal);
+                    let reason = match (&verified, judged.decision) {
+                        (Some((_, reason)), _) => *reason,
+                        (None, Decision::Sign(reason)) => reason,
+                        (None, Decision::Keep { renew_at }) => {
+                            return Ok(keep(&judged, renew_at));
+                        }
+                    };
+                    (resolved, judged, reason)
+                }
+                // `IssuerBackingOff`: Ready=False until a key comes; the Secret keeps the
+                // token it holds.
+                Err(err) => return Err(err),
+            }
+        }
+    };
+    let Judged {
+        inputs_hash,
+        mac_key,
+        issued,
+        spec,
+        ..
+    } = judged;
+    let signing_key = resolved.key.clone();
 
     // Times are read when signing, not when the reconcile started: the reads above may have
     // taken a while, and the token must have its whole validity when it is written (the write
@@ -503,6 +598,56 @@ async fn sync<C: Cluster>(
         rotated_at: Some(signed_at),
         token_hash: Some(secret::token_hash(&token.token)),
     })
+}
+
+/// What the target Secret says under one candidate key: the inputs hash and MAC key a token
+/// signed with it carries, and whether to sign.
+struct Judged {
+    /// The spec as signed: with an issuer, its `storageAccount` is the issuer's, so a change to
+    /// the issuer's account or endpoints changes the inputs hash and re-signs.
+    spec: SasGrantSpec,
+    inputs_hash: String,
+    mac_key: secret::SecretMacKey,
+    issued: Option<policy::IssuedToken>,
+    decision: Decision,
+}
+
+impl Judged {
+    fn of(
+        grant: &SasGrant,
+        plan: &GrantPlan,
+        resolved: &crate::issuer::Resolved,
+        existing: Option<&k8s_openapi::api::core::v1::Secret>,
+        now: Timestamp,
+        renewal: &Renewal,
+    ) -> Judged {
+        let spec = match &plan.credential {
+            grant::CredentialSource::Inline { .. } => grant.spec.clone(),
+            grant::CredentialSource::Issuer(_) => SasGrantSpec {
+                storage_account: Some(resolved.account.clone()),
+                ..grant.spec.clone()
+            },
+        };
+        let key = resolved.secret_key();
+        let inputs_hash = secret::inputs_hash(&spec, &plan.target_secret, key);
+        let mac_key = secret::SecretMacKey::derive(key);
+        let issued = existing.map(|found| secret::issued_token(found, &mac_key));
+        let decision = policy::decide(issued.as_ref(), &inputs_hash, now, |expiry| {
+            renewal.renew_at(expiry)
+        });
+        Judged {
+            spec,
+            inputs_hash,
+            mac_key,
+            issued,
+            decision,
+        }
+    }
+
+    /// Whether the Secret's token was signed with this key (its MAC verifies under it).
+    fn signed_with_this_key(&self) -> bool {
+        self.issued.as_ref().is_some_and(|issued| issued.intact)
+    }
 }
 
 /// Writes status when it differs from what the grant shows, and raises a Warning Event when

@@ -933,7 +933,9 @@ async fn a_service_account_nobody_lent_to_the_operator_is_not_bound_with_the_com
     ctx.cluster.unbind_service_account(NS, "signer");
     let grant = keyless_grant();
     let err = run(&grant, &ctx).await.unwrap_err();
-    assert_eq!(err.category(), "ServiceAccountNotBound");
+    // The grant backs off with its issuer, naming the cause; the issuer shows the commands.
+    assert_eq!(err.category(), "IssuerBackingOff");
+    assert!(err.to_string().contains("ServiceAccountNotBound"), "{err}");
     assert_eq!(
         ctx.cluster.token_requests(),
         [(NS.to_string(), "signer".to_string())]
@@ -941,7 +943,7 @@ async fn a_service_account_nobody_lent_to_the_operator_is_not_bound_with_the_com
     let writes = ctx.cluster.writes();
     assert_eq!(
         ready_reason(grant, &writes),
-        ("False".into(), "ServiceAccountNotBound".into())
+        ("False".into(), "IssuerBackingOff".into())
     );
     let (_, reason, message) = issuer_ready(&writes);
     assert_eq!(reason, "ServiceAccountNotBound");
@@ -1037,4 +1039,91 @@ fn a_renewal_wakes_at_the_first_whole_second_at_which_it_is_due() {
     assert_eq!(wake_at(due), "2030-01-01T06:00:01Z".parse().unwrap());
     let whole: Timestamp = "2030-01-01T06:00:00Z".parse().unwrap();
     assert_eq!(wake_at(whole), whole);
+}
+
+fn delegation_key(byte: u8, expiry: &str) -> crate::sas::UserDelegationKey {
+    crate::sas::UserDelegationKey {
+        signed_oid: "oid".into(),
+        signed_tid: "tid".into(),
+        signed_start: "2029-12-31T23:45:00Z".into(),
+        signed_expiry: expiry.into(),
+        signed_service: "b".into(),
+        signed_version: "2025-05-05".into(),
+        signed_delegated_user_tid: None,
+        value: crate::sas::AccountKey::from_bytes(vec![byte; 64]),
+    }
+}
+
+fn secret_writes(writes: &[Write]) -> usize {
+    kinds(writes)
+        .iter()
+        .filter(|kind| kind.contains("Secret"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_newer_user_delegation_key_re_signs_no_token_an_earlier_key_still_covers() {
+    let ctx = identity_context(serde_json::json!({}));
+    // A first reconcile makes the issuer's cache entry (its fetch fails at TokenRequest).
+    ctx.cluster.unbind_service_account(NS, "signer");
+    let grant = keyless_grant();
+    assert_eq!(
+        run(&grant, &ctx).await.unwrap_err().category(),
+        "IssuerBackingOff"
+    );
+    let issuer = format!("SasIssuer/{NS}/keyless");
+    ctx.delegation_keys
+        .insert_for_tests(&issuer, delegation_key(1, "2030-01-08T00:00:00Z"));
+    run(&grant, &ctx).await.unwrap();
+    let signed = ctx
+        .cluster
+        .secret(NS, "app")
+        .expect("signed with the cached key");
+    let token = secret::stored_token(&signed).unwrap().to_string();
+    assert!(token.contains("ske=2030-01-08T00%3A00%3A00Z"), "{token}");
+
+    // A newer key arrives (another grant needed one): this token stays.
+    ctx.delegation_keys
+        .insert_for_tests(&issuer, delegation_key(2, "2030-01-09T00:00:00Z"));
+    let writes_before = secret_writes(&ctx.cluster.writes());
+    let grant = with_written_status(grant, &ctx.cluster.writes());
+    run(&grant, &ctx).await.unwrap();
+    assert_eq!(
+        secret_writes(&ctx.cluster.writes()),
+        writes_before,
+        "re-signed"
+    );
+    let kept = ctx.cluster.secret(NS, "app").unwrap();
+    assert_eq!(secret::stored_token(&kept), Some(token.as_str()));
+
+    // A new token is signed with the newest key.
+    let mut second = keyless_grant();
+    second.metadata.name = Some("second".into());
+    second.metadata.uid = Some("uid-second".into());
+    run(&second, &ctx).await.unwrap();
+    let newest = ctx
+        .cluster
+        .secret(NS, "second")
+        .expect("the second grant's Secret");
+    assert!(
+        secret::stored_token(&newest)
+            .unwrap()
+            .contains("ske=2030-01-09T00%3A00%3A00Z")
+    );
+}
+
+#[tokio::test]
+async fn the_keys_of_a_deleted_issuer_leave_the_cache() {
+    let ctx = identity_context(serde_json::json!({}));
+    ctx.cluster.unbind_service_account(NS, "signer");
+    let grant = keyless_grant();
+    run(&grant, &ctx).await.unwrap_err();
+    let issuer = format!("SasIssuer/{NS}/keyless");
+    ctx.delegation_keys
+        .insert_for_tests(&issuer, delegation_key(1, "2030-01-08T00:00:00Z"));
+    assert_eq!(ctx.delegation_keys.issuers_cached(), 1);
+    ctx.cluster.delete_sas_issuer(NS, "keyless");
+    let err = run(&grant, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "IssuerNotFound");
+    assert_eq!(ctx.delegation_keys.issuers_cached(), 0);
 }

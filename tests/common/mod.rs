@@ -12,6 +12,7 @@ pub mod azure;
 pub mod azurite;
 pub mod control_plane;
 pub mod entra;
+pub mod hostile_endpoint;
 pub mod node;
 pub mod process;
 

@@ -58,7 +58,7 @@ impl Drop for Listener {
     }
 }
 
-async fn create_service_account(client: &Client, ns: &str, name: &str) {
+pub(crate) async fn create_service_account(client: &Client, ns: &str, name: &str) {
     let account: ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -101,7 +101,12 @@ async fn tenant_client(admin: &Client, ns: &str) -> Client {
 
 /// A workload identity SasIssuer for `app` and ServiceAccount `storage-signer`, its blob
 /// endpoint `blob_endpoint`.
-fn identity_issuer(name: &str, ns: &str, app: &AppRegistration, blob_endpoint: &str) -> SasIssuer {
+pub(crate) fn identity_issuer(
+    name: &str,
+    ns: &str,
+    app: &AppRegistration,
+    blob_endpoint: &str,
+) -> SasIssuer {
     serde_json::from_value(json!({
         "apiVersion": "sas-operator.io/v1alpha1",
         "kind": "SasIssuer",
@@ -121,7 +126,7 @@ fn identity_issuer(name: &str, ns: &str, app: &AppRegistration, blob_endpoint: &
     .expect("a valid SasIssuer")
 }
 
-fn issued_grant(name: &str, issuer: &str) -> SasGrant {
+pub(crate) fn issued_grant(name: &str, issuer: &str) -> SasGrant {
     serde_json::from_value(json!({
         "apiVersion": "sas-operator.io/v1alpha1",
         "kind": "SasGrant",
@@ -136,7 +141,7 @@ fn issued_grant(name: &str, issuer: &str) -> SasGrant {
 }
 
 /// TokenRequests the operator made for ServiceAccounts of `ns`, per the audit log.
-fn token_requests_by_operator(ns: &str) -> usize {
+pub(crate) fn token_requests_by_operator(ns: &str) -> usize {
     let user = format!("system:serviceaccount:{DEPLOY_NAMESPACE}:{DEPLOY_SERVICE_ACCOUNT}");
     common::audit::events()
         .iter()

@@ -126,6 +126,21 @@ impl Operator {
         }
     }
 
+    /// The process's resident memory now and at its peak (`VmRSS`, `VmHWM` of
+    /// /proc/<pid>/status), in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the operator's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -207,24 +222,35 @@ impl Operator {
         namespaces: &[&str],
         extra_args: &[&str],
     ) -> Operator {
+        Operator::under_deploy_rbac_with_env(log_name, namespaces, extra_args, &[]).await
+    }
+
+    /// [`Operator::under_deploy_rbac`] with `env` besides (which may set
+    /// [`ALLOW_STORAGE_ENDPOINTS_ENV`]); with no namespaces it watches all of them.
+    pub async fn under_deploy_rbac_with_env(
+        log_name: &str,
+        namespaces: &[&str],
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         install_deploy_directory();
         let kubeconfig = common::control_plane()
             .service_account_kubeconfig(DEPLOY_NAMESPACE, DEPLOY_SERVICE_ACCOUNT)
             .await;
         let watched = namespaces.join(",");
-        let mut args = vec!["--namespace", watched.as_str()];
+        let mut args = Vec::new();
+        if !namespaces.is_empty() {
+            args.extend(["--namespace", watched.as_str()]);
+        }
         args.extend_from_slice(extra_args);
-        Operator::spawn(
-            log_name,
-            &kubeconfig,
-            &args,
-            &[
-                ("SAS_OPERATOR_LEADER_ELECTION", "false"),
-                ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
-                // As the Deployment's downward API tells it (its namespace is the kubeconfig's).
-                ("SAS_OPERATOR_SERVICE_ACCOUNT", DEPLOY_SERVICE_ACCOUNT),
-            ],
-        )
+        let mut all_env = vec![
+            ("SAS_OPERATOR_LEADER_ELECTION", "false"),
+            ("SAS_OPERATOR_METRICS_ADDRESS", "127.0.0.1:0"),
+            // As the Deployment's downward API tells it (its namespace is the kubeconfig's).
+            ("SAS_OPERATOR_SERVICE_ACCOUNT", DEPLOY_SERVICE_ACCOUNT),
+        ];
+        all_env.extend_from_slice(env);
+        Operator::spawn(log_name, &kubeconfig, &args, &all_env)
     }
 }
 
