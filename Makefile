@@ -1,4 +1,4 @@
-# The README's commands. `make test` works on a fresh machine: it installs what is missing
+# The commands of README.md and CONTRIBUTING.md. `make test` works on a fresh machine: it installs what is missing
 # (cached outside the repo, keyed by version), then runs unit and integration tests.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -54,7 +54,7 @@ image:
 bench:
 	$(CARGO) bench --bench signer
 
-## The scale benchmark (README "Scale"): N grants (SCALE_N, default 1000; SCALE_RUNS cold starts
+## The scale benchmark (docs/scale.md): N grants (SCALE_N, default 1000; SCALE_RUNS cold starts
 ## interleaved with bare-client baselines; for 10000 and the other knobs see benches/scale.rs) on
 ## the test control plane (started if needed; it needs no Azurite or node), the operator release
 ## build under deploy/'s RBAC. SAS_OPERATOR_BIN measures another build (e.g. an older commit's).

@@ -76,8 +76,8 @@ pub enum Error {
 
     #[error(
         "ClusterSasIssuer {issuer:?} has no spec.policy, so it signs nothing: a ClusterSasIssuer \
-         signs for other namespaces only what its policy allows; add spec.policy to it (see the \
-         README, \"Issuer policy\")"
+         signs for other namespaces only what its policy allows; add spec.policy to it (see \
+         docs/issuers.md, \"Issuer policy\")"
     )]
     IssuerPolicyRequired { issuer: String },
 

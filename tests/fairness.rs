@@ -8,8 +8,8 @@
 //!
 //! A binary of its own: a cluster-wide operator would reconcile other tests' grants, so its
 //! tests run one at a time ([`ONE_AT_A_TIME`]). The number of slow grants is
-//! `SAS_OPERATOR_FAIRNESS_GRANTS` (default 200; the 1,000 is measured with it, see the
-//! README's security model).
+//! `SAS_OPERATOR_FAIRNESS_GRANTS` (default 200; the 1,000 is measured with it, see
+//! docs/security.md).
 
 mod common;
 #[path = "support/operator.rs"]
@@ -91,7 +91,7 @@ fn token_expiry(token: &str) -> Timestamp {
     se.replace("%3A", ":").parse().expect("se is a time")
 }
 
-/// The figures of one run, printed for the README.
+/// The figures of one run, printed for docs/security.md.
 struct Figures {
     grants: usize,
     baseline: Duration,

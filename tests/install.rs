@@ -1,5 +1,5 @@
 //! The install path as a new user walks it: `kubectl apply -f crds/`, `kubectl explain`, the
-//! README's YAML examples and `deploy/`, each against the real control plane.
+//! YAML examples of the README and docs/ and `deploy/`, each against the real control plane.
 
 mod common;
 
@@ -216,8 +216,8 @@ fn collect_object_paths(schema: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Fenced ```yaml blocks of a Markdown text, with the fence's indentation removed.
-fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+/// Fenced ```yaml blocks of the Markdown file `path`, with the fence's indentation removed.
+fn yaml_blocks(path: &str, markdown: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
     let mut current: Option<(usize, usize, String)> = None;
     for (index, line) in markdown.lines().enumerate() {
@@ -242,13 +242,34 @@ fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
     }
     assert!(
         current.is_none(),
-        "README.md has an unterminated ```yaml block"
+        "{path} has an unterminated ```yaml block"
     );
     blocks
 }
 
+/// The Markdown files whose YAML examples users copy: the README, CONTRIBUTING.md and every
+/// page under docs/, by path from the repository root.
+fn documentation_files() -> Vec<String> {
+    let mut files = vec!["README.md".to_string(), "CONTRIBUTING.md".to_string()];
+    let mut pages: Vec<String> = std::fs::read_dir(repo_root().join("docs"))
+        .expect("read docs/")
+        .map(|entry| {
+            entry
+                .expect("a docs/ entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8")
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    pages.sort();
+    files.extend(pages);
+    files
+}
+
 #[test]
-fn every_readme_yaml_example_passes_server_side_dry_run() {
+fn every_yaml_example_in_the_readme_and_docs_passes_server_side_dry_run() {
     let plane = common::control_plane();
     apply_alone(
         "kubectl apply -f crds/ --server-side",
@@ -257,20 +278,31 @@ fn every_readme_yaml_example_passes_server_side_dry_run() {
             .current_dir(repo_root())
             .args(["apply", "-f", "crds/", "--server-side"]),
     );
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("read README.md");
-    let blocks = yaml_blocks(&readme);
-    assert!(
-        blocks.len() >= 2,
-        "expected the SasGrant and the Pod examples"
-    );
-    for (line, yaml) in &blocks {
-        let documents: Vec<Value> = serde_saphyr::from_multiple(yaml)
-            .unwrap_or_else(|e| panic!("README.md:{line}: not YAML: {e}"));
+    let mut blocks = Vec::new();
+    for path in documentation_files() {
+        let markdown = std::fs::read_to_string(repo_root().join(&path))
+            .unwrap_or_else(|e| panic!("read {path}: {e}"));
+        for (line, yaml) in yaml_blocks(&path, &markdown) {
+            blocks.push((format!("{path}:{line}"), yaml));
+        }
+    }
+    // The pages with a grant, an issuer and a consuming Pod: a lost fence would skip them.
+    for page in ["README.md", "docs/reference.md", "docs/issuers.md"] {
+        assert!(
+            blocks
+                .iter()
+                .any(|(place, _)| place.starts_with(&format!("{page}:"))),
+            "{page} has no ```yaml example any more"
+        );
+    }
+    for (place, yaml) in &blocks {
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("{place}: not YAML: {e}"));
         // Examples name their namespace; it must exist for the dry run to reach validation.
         for document in &documents {
             assert!(
                 document.get("kind").is_some(),
-                "README.md:{line}: a YAML example is not a whole Kubernetes object:\n{yaml}"
+                "{place}: a YAML example is not a whole Kubernetes object:\n{yaml}"
             );
             if let Some(namespace) = document["metadata"]["namespace"].as_str() {
                 let _ = plane
@@ -313,10 +345,7 @@ fn every_readme_yaml_example_passes_server_side_dry_run() {
             .write_all(yaml.as_bytes())
             .expect("write the example");
         let output = child.wait_with_output().expect("kubectl finished");
-        run_ok(
-            &format!("README.md:{line}: kubectl apply --dry-run=server"),
-            output,
-        );
+        run_ok(&format!("{place}: kubectl apply --dry-run=server"), output);
     }
 }
 
